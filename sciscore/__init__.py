@@ -1,0 +1,32 @@
+"""sciscore: score-based diffusion models of geoscience fields.
+
+The public surface is re-exported here lazily, so ``import sciscore`` stays fast and the
+command-line interface does not import torch before it needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "UserError": "sciscore.errors",
+    "open_fields": "sciscore.fields",
+    "write_fields": "sciscore.fields",
+    "validate_fields": "sciscore.fields",
+    "Normalizer": "sciscore.fields",
+    "fit_normalizer": "sciscore.fields",
+    "FieldDataset": "sciscore.fields",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sciscore' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

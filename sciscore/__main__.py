@@ -1,0 +1,3 @@
+from sciscore.cli import main
+
+raise SystemExit(main())

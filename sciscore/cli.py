@@ -1,0 +1,54 @@
+"""The `sciscore` command line: parses arguments and calls the library (no logic of its own).
+
+Each subcommand lives in `sciscore.commands.<name>` and exposes `register(subparsers)`, which adds
+its parser and sets `func(args) -> int`. A `UserError` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sciscore import __version__
+from sciscore.errors import EXIT_USAGE, UserError
+
+SUBCOMMANDS = ("simulate", "train", "generate", "diagnose", "study")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sciscore",
+        description="Score-based diffusion models of geoscience fields.",
+        epilog="Run 'sciscore COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"sciscore {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"sciscore.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"sciscore {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"sciscore {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

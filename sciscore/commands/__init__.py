@@ -1,0 +1,1 @@
+"""One module per `sciscore` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,22 @@
+"""Device selection shared by every command (`--device auto|cpu|cuda`)."""
+
+from __future__ import annotations
+
+import torch
+
+from sciscore.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return the torch device for `name`: 'auto' picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is available here; use --device cpu or auto")
+        return torch.device(name)
+    raise UserError(f"--device {name!r} is not a device; choose one of {', '.join(DEVICE_CHOICES)}")
