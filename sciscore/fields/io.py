@@ -1,0 +1,258 @@
+"""Open, validate and write NetCDF/zarr field datasets.
+
+`open_fields` is lazy: it reads metadata only, so the data stay on disk as dask chunks along the
+sample dimension. `check_finite` reads chunk by chunk. `write_fields` writes CF-1.10 NetCDF
+atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from sciscore import __version__
+from sciscore.errors import UserError
+from sciscore.fields.dims import FieldDims, field_dims
+
+DEFAULT_CHUNK_SAMPLES = 64
+CF_CONVENTIONS = "CF-1.10"
+
+
+def _expand_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    expanded: list[Path] = []
+    for item in paths:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise UserError(f"no file matches {text!r}; check the pattern")
+            expanded.extend(Path(m) for m in matches)
+        else:
+            expanded.append(Path(text))
+    if not expanded:
+        raise UserError("no input files were given")
+    for path in expanded:
+        if not path.exists():
+            raise UserError(f"{path}: no such file or directory")
+    return expanded
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".zarr"
+
+
+def _open_one(path: Path, engine: str | None) -> xr.Dataset:
+    try:
+        if _is_zarr(path):
+            return xr.open_zarr(path, chunks={})
+        return xr.open_dataset(path, engine=engine, chunks={})
+    except Exception as error:  # the backends raise many types for a file they cannot read
+        kind = "zarr store" if _is_zarr(path) else "NetCDF file"
+        raise UserError(
+            f"{path}: cannot be read as a {kind} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}); "
+            f"give a NetCDF (.nc) file or a zarr store"
+        ) from None
+
+
+def _select(ds: xr.Dataset, variables: Sequence[str] | None, where: str) -> xr.Dataset:
+    if variables is None:
+        variables = [name for name in ds.data_vars if len(ds[name].dims) >= 2]
+        if not variables:
+            raise UserError(f"{where} holds no data variable with two or more dimensions")
+    else:
+        variables = [variables] if isinstance(variables, str) else list(variables)
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing:
+            raise UserError(
+                f"variable {', '.join(map(repr, missing))} not found in {where}; "
+                f"available: {', '.join(map(str, ds.data_vars)) or 'none'}"
+            )
+    return ds[list(variables)]
+
+
+def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
+    for name, da in ds.data_vars.items():
+        if set(da.dims) != set(dims.all) or da.ndim != 3:
+            raise UserError(
+                f"variable {name!r} in {where} has dimensions {da.dims}; expected "
+                f"({dims.sample}, {dims.y}, {dims.x}): one 2D field ({dims.y}, {dims.x}) per sample"
+            )
+    if ds.sizes[dims.sample] == 0:
+        raise UserError(f"{where} is empty: the sample dimension {dims.sample!r} has length 0")
+    if ds.sizes[dims.y] < 2 or ds.sizes[dims.x] < 2:
+        raise UserError(
+            f"{where} is not 2D in space: {dims.y}={ds.sizes[dims.y]}, {dims.x}={ds.sizes[dims.x]}"
+        )
+
+
+def open_fields(
+    paths,
+    variables: Sequence[str] | str | None = None,
+    *,
+    sample_dim: str | None = None,
+    spatial_dims: Sequence[str] | None = None,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    engine: str | None = None,
+    check_finite_values: bool = False,
+) -> xr.Dataset:
+    """Open one file, a glob or a list of NetCDF files (or zarr stores) as a lazy `xr.Dataset`.
+
+    The data are dask arrays chunked `chunk_samples` along the sample dimension and whole in space;
+    only metadata are read. Several files are concatenated along the sample dimension and must
+    agree in variables and spatial shape. Every selected variable must be (sample, y, x) with the
+    dimension names recognised by `field_dims` (or given). Set `check_finite_values=True` to also
+    scan the data for NaN/inf (chunk by chunk; see `check_finite`).
+    """
+    files = _expand_paths(paths)
+    parts = []
+    for path in files:
+        ds = _select(_open_one(path, engine), variables, str(path))
+        dims = field_dims(ds, sample_dim, spatial_dims)
+        _check_layout(ds, dims, str(path))
+        parts.append((path, ds, dims))
+    first_path, first, dims = parts[0]
+    for path, ds, other in parts[1:]:
+        if other != dims or list(ds.data_vars) != list(first.data_vars):
+            raise UserError(
+                f"{path} does not match {first_path}: variables {list(ds.data_vars)} with dims {other.all} "
+                f"vs {list(first.data_vars)} with dims {dims.all}"
+            )
+        shape, expected = (ds.sizes[dims.y], ds.sizes[dims.x]), (first.sizes[dims.y], first.sizes[dims.x])
+        if shape != expected:
+            raise UserError(
+                f"{path} has spatial shape {shape} but {first_path} has {expected}; all files must share one grid"
+            )
+    if len(parts) == 1:
+        ds = first
+    else:
+        ds = xr.concat([p[1] for p in parts], dim=dims.sample, data_vars="all", coords="minimal",
+                       compat="override", join="override", combine_attrs="override")
+    ds = ds.chunk({dims.sample: chunk_samples, dims.y: -1, dims.x: -1})
+    if check_finite_values:
+        check_finite(ds, dims)
+    return ds
+
+
+def check_finite(ds: xr.Dataset, dims: FieldDims | None = None) -> None:
+    """Raise `UserError` naming the count and the first location of non-finite values.
+
+    Reads one chunk along the sample dimension at a time, so memory stays bounded.
+    """
+    dims = dims or field_dims(ds)
+    n = ds.sizes[dims.sample]
+    for name, da in ds.data_vars.items():
+        da = da.transpose(*dims.all)
+        chunks = da.chunks[0] if da.chunks else (n,)
+        count, first = 0, None
+        start = 0
+        for size in chunks:
+            block = np.asarray(da.isel({dims.sample: slice(start, start + size)}).values)
+            bad = ~np.isfinite(block)
+            nbad = int(bad.sum())
+            if nbad and first is None:
+                i, j, k = np.argwhere(bad)[0]
+                first = (start + int(i), int(j), int(k))
+            count += nbad
+            start += size
+        if count:
+            i, j, k = first
+            raise UserError(
+                f"variable {name!r} has {count} non-finite value(s) (NaN or inf); the first at "
+                f"{dims.sample}={i}, {dims.y}={j}, {dims.x}={k}; remove or fill those samples"
+            )
+
+
+def _history_line() -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    return f"{stamp}: {command} (sciscore {__version__})"
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check that `path` can be written (parent exists and is writable; no silent overwrite)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a file name for the output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: the directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {path}: the directory {parent} is not writable; choose another output path")
+    return path
+
+
+def cf_encoding(ds: xr.Dataset, dims: FieldDims | None, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> dict:
+    """NetCDF encoding: float32 + zlib data variables chunked along samples; no fill on coordinates."""
+    encoding: dict = {}
+    for name, da in ds.data_vars.items():
+        enc = {"dtype": "float32", "zlib": True, "complevel": 4, "_FillValue": None}
+        if dims is not None and set(dims.all) <= set(da.dims):
+            sizes = [min(chunk_samples, da.sizes[d]) if d == dims.sample else da.sizes[d] for d in da.dims]
+            enc["chunksizes"] = tuple(max(1, s) for s in sizes)
+        encoding[name] = enc
+    for name in ds.coords:
+        encoding[name] = {"_FillValue": None}
+    return encoding
+
+
+def cf_global_attrs(ds: xr.Dataset, *, title=None, source=None, history=None, attrs=None) -> dict:
+    """Global attributes: CF-1.10 `Conventions`, `title`, `source`, `history` (new line first)."""
+    out = dict(ds.attrs)
+    out.update(attrs or {})
+    out["Conventions"] = CF_CONVENTIONS
+    out["title"] = title or out.get("title") or "sciscore fields"
+    out["source"] = source or out.get("source") or f"sciscore {__version__}"
+    previous = out.get("history")
+    line = history or _history_line()
+    out["history"] = f"{line}\n{previous}" if previous else line
+    return out
+
+
+def write_fields(
+    ds: xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    title: str | None = None,
+    source: str | None = None,
+    history: str | None = None,
+    attrs: dict | None = None,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+) -> Path:
+    """Write `ds` to NetCDF-4 with CF-1.10 metadata, float32, zlib, chunked along samples.
+
+    Variable attributes (`units`, `long_name`, ...) are carried from `ds`. The file is written to a
+    temporary name in the target directory and renamed at the end, so an interrupted or failed
+    write never leaves a file at `path`. Dask-backed data are streamed chunk by chunk.
+    """
+    path = check_writable(path, overwrite)
+    try:
+        dims = field_dims(ds)
+    except UserError:
+        dims = None
+    out = ds.copy()
+    out.attrs = cf_global_attrs(ds, title=title, source=source, history=history, attrs=attrs)
+    for name in out.data_vars:
+        out[name].attrs.setdefault("long_name", str(name).replace("_", " "))
+        out[name].attrs.setdefault("units", "1")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=cf_encoding(out, dims, chunk_samples))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,34 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+# Two cores: keep torch from oversubscribing when pytest runs beside other work.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_fields(n=12, ny=8, nx=16, seed=0, sample_dim="sample", y="y", x="x"):
+    """A small two-variable dataset: `temperature` with varying spatial means and `vorticity`
+    whose spatial mean is exactly 0 in every sample (as on a periodic domain)."""
+    rng = np.random.default_rng(seed)
+    temperature = 280 + 5 * rng.standard_normal((n, 1, 1)) + rng.standard_normal((n, ny, nx))
+    vorticity = rng.standard_normal((n, ny, nx))
+    vorticity -= vorticity.mean(axis=(1, 2), keepdims=True)
+    ds = xr.Dataset(
+        {
+            "temperature": ((sample_dim, y, x), temperature, {"units": "K", "long_name": "air temperature"}),
+            "vorticity": ((sample_dim, y, x), vorticity, {"units": "s-1", "long_name": "relative vorticity"}),
+        },
+        coords={
+            y: (y, np.arange(ny) * 2 * np.pi / ny, {"units": "1", "long_name": f"{y} coordinate"}),
+            x: (x, np.arange(nx) * 2 * np.pi / nx, {"units": "1", "long_name": f"{x} coordinate"}),
+        },
+    )
+    return ds
+
+
+@pytest.fixture
+def fields():
+    return make_fields()
