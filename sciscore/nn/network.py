@@ -1,0 +1,215 @@
+"""The score network: a U-Net with optional mean bypass, wrapped in the sigma-dependent scalings.
+
+Project-wide convention: ``net(x, t, context)`` with x (B, C, H, W), t (B,) process time and
+context (B, Cc, H, W) returns marginal_std(t) * score(x, t), i.e. the paper's sigma * s_theta
+(seed 000, eq. 10), which is minus the epsilon prediction; the score is output / marginal_std(t).
+
+Like EDM's preconditioners (Karras et al. 2022, Table 1), the wrapper owns every sigma-dependent
+scaling and the raw U-Net sees O(1) inputs at every noise level:
+
+    x_hat = x / s(t)                           undo the VP signal scale: x_hat = x0 + sigma z
+    c_in  = 1 / sqrt(sigma_data^2 + sigma^2)   input scale of the (de-meaned) field
+    c_noise = t   ("time", the paper's)   or   ln(sigma) / 4   ("log_sigma", EDM's)
+
+preconditioning "c_in" (default): output = F(c_in x_hat'; c_noise), the network predicts -z.
+preconditioning "edm": D = c_skip x_hat + c_out F  and  output = (D - x_hat) / sigma  (EDM eq. 7).
+preconditioning "none": CliMAgen's, F sees x_hat itself.
+
+With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, seed 000
+eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
+m / sqrt(sigma_mean^2 + sigma^2 / n), the mean of x_hat in units of its own std, and its output
+is divided by sqrt(n), n = H W (eq. 15).
+
+Channels whose spatial mean is the same constant c in every training sample (vorticity on a
+periodic domain) get the exact mean of sigma * score: E[m0 | x_t] = c, so
+mean(sigma * score) = -(m - c) / sigma, and samples keep the mean c.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from sciscore.errors import UserError
+from sciscore.nn.embedding import GaussianFourierEmbedding
+from sciscore.nn.layers import PADDINGS
+from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
+from sciscore.nn.unet import UNet
+
+PRECONDITIONINGS = ("c_in", "edm", "none")
+NOISE_LABELS = ("auto", "time", "log_sigma")
+
+
+@dataclass
+class NetworkConfig:
+    """Everything needed to rebuild a ScoreNetwork (stored in the checkpoint's config.json)."""
+
+    in_channels: int = 1                       # noised channels C (the variables)
+    context_channels: int = 0                  # conditioning channels Cc concatenated to the U-Net input
+    channels: tuple = (32, 64, 128, 256)       # U-Net widths; len - 1 stride-2 downsamplings
+    num_residual: int = 8                      # residual blocks at the bottleneck
+    embed_dim: int = 256                       # Fourier embedding size
+    fourier_scale: float = 30.0                # std of the fixed Fourier frequencies
+    dropout: float = 0.0                       # dropout in the residual blocks
+    padding: str = "zero"                      # "zero" or "circular" (periodic fields)
+    mean_bypass: str = "coupled"               # "none", "independent" (the paper's) or "coupled"
+    bypass_width: int = 256                    # hidden width of the mean bypass
+    preconditioning: str = "c_in"              # "c_in", "edm" or "none"
+    sigma_data: float = 1.0                    # std of the (normalized) data, for c_in / EDM
+    sigma_data_mean: list | None = None        # per-channel std of the data's spatial means
+    noise_label: str = "auto"                  # "time", "log_sigma"; auto: log_sigma for EDM
+    constant_means: list | None = None         # per channel: the constant spatial mean, or None
+    seed: int = 0                              # seed of the Fourier frequencies
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        checks = [
+            (self.in_channels >= 1, f"in_channels must be >= 1, got {self.in_channels}"),
+            (self.context_channels >= 0, f"context_channels must be >= 0, got {self.context_channels}"),
+            (len(self.channels) >= 2 and min(self.channels) >= 1, f"channels needs >= 2 positive widths, got {list(self.channels)}"),
+            (self.num_residual >= 0, f"num_residual must be >= 0, got {self.num_residual}"),
+            (self.embed_dim >= 2 and self.embed_dim % 2 == 0, f"embed_dim must be even, got {self.embed_dim}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.padding in PADDINGS, f"padding must be one of {list(PADDINGS)}, got {self.padding!r}"),
+            (self.mean_bypass in BYPASS_MODES, f"mean_bypass must be one of {list(BYPASS_MODES)}, got {self.mean_bypass!r}"),
+            (self.preconditioning in PRECONDITIONINGS, f"preconditioning must be one of {list(PRECONDITIONINGS)}, got {self.preconditioning!r}"),
+            (self.noise_label in NOISE_LABELS, f"noise_label must be one of {list(NOISE_LABELS)}, got {self.noise_label!r}"),
+            (self.sigma_data > 0, f"sigma_data must be > 0, got {self.sigma_data}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"network config: {message}")
+        for name in ("sigma_data_mean", "constant_means"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.in_channels:
+                raise UserError(f"network config: {name} has {len(value)} entries for {self.in_channels} channels")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NetworkConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown network config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+class ScoreNetwork(nn.Module):
+    """net(x, t, context) = marginal_std(t) * score(x, t); see the module docstring."""
+
+    def __init__(self, config: NetworkConfig, process):
+        super().__init__()
+        self.config = config
+        self.process = process
+        c = config
+        self.embedding = GaussianFourierEmbedding(c.embed_dim, c.fourier_scale, c.seed)
+        self.embed_dense = nn.Linear(c.embed_dim, c.embed_dim)
+        self.unet = UNet(c.in_channels + c.context_channels, c.in_channels, c.channels, c.num_residual,
+                         c.embed_dim, c.dropout, c.padding)
+        coupled = c.mean_bypass == "coupled"
+        self.bypass = None
+        self.mean_embedding = None
+        if c.mean_bypass != "none":
+            self.bypass = MeanBypass(c.in_channels + c.context_channels, c.in_channels, c.embed_dim,
+                                     c.bypass_width, self.unet.pooled_dim if coupled else 0)
+        if coupled:
+            self.mean_embedding = MeanEmbedding(c.in_channels, c.embed_dim)
+        mean_std = c.sigma_data_mean if c.sigma_data_mean is not None else [c.sigma_data] * c.in_channels
+        self.register_buffer("sigma_data_mean", torch.tensor(mean_std, dtype=torch.float32), persistent=False)
+        constant = c.constant_means or [None] * c.in_channels
+        self.register_buffer("constant_mask", torch.tensor([v is not None for v in constant]), persistent=False)
+        self.register_buffer("constant_value", torch.tensor([0.0 if v is None else float(v) for v in constant]),
+                             persistent=False)
+        self.has_constant_means = bool(self.constant_mask.any())
+        label = c.noise_label
+        self.label_kind = ("log_sigma" if getattr(process, "name", "") == "edm" else "time") if label == "auto" else label
+
+    # ------------------------------------------------------------------------------------------
+    def parts(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> dict:
+        """The output split into its spatially varying part (zero spatial mean when the bypass
+        is on) and its spatially constant part: ``fluctuation + mean == forward(x, t, context)``.
+        Shapes (B, C, H, W) and (B, C, 1, 1)."""
+        c = self.config
+        if x.ndim != 4 or x.shape[1] != c.in_channels:
+            raise ValueError(f"expected x of shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
+        if c.context_channels:
+            if context is None or context.shape[1] != c.context_channels or context.shape[-2:] != x.shape[-2:]:
+                raise ValueError(f"expected context of shape (B, {c.context_channels}, {x.shape[-2]}, {x.shape[-1]})")
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        t = t.to(torch.float32)
+        sigma = self.process.sigma(t).to(x.dtype)
+        scale = self.process.scale(t).to(x.dtype)
+        n = x.shape[-2] * x.shape[-1]
+        x_hat = x / scale[:, None, None, None]
+        label = t if self.label_kind == "time" else torch.log(sigma) / 4
+        emb = F.silu(self.embed_dense(self.embedding(label)))
+        c_in = (1 / torch.sqrt(c.sigma_data ** 2 + sigma ** 2))[:, None, None, None]
+        if c.preconditioning == "none":
+            c_in = torch.ones_like(c_in)
+        use_bypass = self.bypass is not None
+        if use_bypass:
+            m = x_hat.mean(dim=(-2, -1))                                   # (B, C)
+            field_in = x_hat - m[:, :, None, None]
+            m_in = m / torch.sqrt(self.sigma_data_mean ** 2 + sigma[:, None] ** 2 / n)
+        else:
+            field_in = x_hat
+        unet_in = c_in * field_in
+        if c.context_channels:
+            unet_in = torch.cat([unet_in, context.to(unet_in.dtype)], dim=1)
+        unet_emb = emb if self.mean_embedding is None else emb + self.mean_embedding(m_in)
+        out, pooled = self.unet(unet_in, unet_emb, pooled=self.mean_embedding is not None)
+        out = out.to(x.dtype)
+        if use_bypass:
+            fluct = out - out.mean(dim=(-2, -1), keepdim=True)               # eq. 14
+            bypass_in = m_in if not c.context_channels else torch.cat([m_in, context.mean(dim=(-2, -1)).to(m_in.dtype)], 1)
+            mean = (self.bypass(bypass_in, emb, pooled).to(x.dtype) / math.sqrt(n))[:, :, None, None]  # eq. 15
+        else:
+            fluct, mean = out, torch.zeros_like(out[:, :, :1, :1])
+        if c.preconditioning == "edm":
+            # D = c_skip x_hat + c_out F; output = (D - x_hat) / sigma, split the same way
+            sd2, s = c.sigma_data ** 2, sigma[:, None, None, None]
+            c_skip, c_out = sd2 / (s ** 2 + sd2), s * c.sigma_data / torch.sqrt(s ** 2 + sd2)
+            x_mean = x_hat.mean(dim=(-2, -1), keepdim=True)
+            fluct = ((c_skip - 1) * (x_hat - x_mean) + c_out * fluct) / s
+            mean = ((c_skip - 1) * x_mean + c_out * mean) / s
+            if not use_bypass:
+                fluct, mean = fluct + mean, torch.zeros_like(mean)
+        if self.has_constant_means:
+            # exact mean of sigma * score for constant-mean channels: -(m - c) / sigma
+            exact = -(x_hat.mean(dim=(-2, -1)) - self.constant_value) / sigma[:, None]
+            mask = self.constant_mask[None, :, None, None]
+            if not use_bypass:  # move the mean of the U-Net output out of the fluctuation part
+                fluct = torch.where(mask, fluct - fluct.mean(dim=(-2, -1), keepdim=True), fluct)
+            mean = torch.where(mask, exact[:, :, None, None].to(mean.dtype), mean)
+        return {"fluctuation": fluct, "mean": mean}
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.parts(x, t, context)
+        return p["fluctuation"] + p["mean"]
+
+    def score(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """grad_x log p_t(x) = output / marginal_std(t)."""
+        t = torch.as_tensor(t, device=x.device)
+        std = self.process.marginal_std(t.to(torch.float32)).to(x.dtype)
+        return self.forward(x, t, context) / std.reshape(-1, 1, 1, 1)
+
+
+def build_network(config: NetworkConfig | dict, process) -> ScoreNetwork:
+    """A fresh ScoreNetwork for `config` (a NetworkConfig or its dict) and a forward process."""
+    if isinstance(config, dict):
+        config = NetworkConfig.from_dict(config)
+    return ScoreNetwork(config, process)
+
+
+def count_parameters(network: nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())

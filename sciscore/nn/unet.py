@@ -1,0 +1,87 @@
+"""The NCSN U-Net of the mean-bypass study (seed 000, section 3.1; CliMAgen's
+NoiseConditionalScoreNetwork, described layer by layer in shared/notes/climagen.md section 2).
+
+Encoder: a 3x3 lifting conv, then len(channels) - 1 stride-2 convs; every stage adds a dense
+projection of the embedding and (except the last) GroupNorm + SiLU. Bottleneck: `num_residual`
+residual blocks. Decoder: nearest x2 upsampling + 3x3 conv per stage with skip concatenation,
+then a 3x3 projection to the output channels. H and W must be divisible by 2^(len(channels)-1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from sciscore.nn.layers import ResidualBlock, conv3x3, group_norm
+
+
+class UNet(nn.Module):
+    """(B, in_channels, H, W) input and (B, embed_dim) embedding -> (B, out_channels, H, W).
+
+    `forward(..., pooled=True)` also returns pooled features (B, pooled_dim) for the coupled
+    mean bypass: the log spatial variance of each lifting-conv feature (how strong the
+    fluctuations are, per learned filter) and the spatial mean of each bottleneck feature."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels: Sequence[int] = (32, 64, 128, 256),
+                 num_residual: int = 8, embed_dim: int = 256, dropout: float = 0.0, padding: str = "zero"):
+        super().__init__()
+        channels = list(channels)
+        if len(channels) < 2:
+            raise ValueError(f"the U-Net needs at least two channel widths, got {channels}")
+        self.channels = channels
+        self.levels = len(channels) - 1
+        # Encoder
+        self.lift = conv3x3(in_channels, channels[0], padding=padding)
+        self.down = nn.ModuleList(conv3x3(channels[i - 1], channels[i], stride=2, padding=padding)
+                                  for i in range(1, len(channels)))
+        self.enc_dense = nn.ModuleList(nn.Linear(embed_dim, c) for c in channels)
+        self.enc_norm = nn.ModuleList(group_norm(c) for c in channels[:-1])  # last stage: no norm
+        # Bottleneck
+        self.blocks = nn.ModuleList(ResidualBlock(channels[-1], embed_dim, dropout, padding)
+                                    for _ in range(num_residual))
+        # Decoder: stage i maps level i to level i-1 (i = L-1 ... 1)
+        self.mid_norm = group_norm(channels[-1])
+        self.up = nn.ModuleList()
+        self.dec_dense = nn.ModuleList()
+        self.dec_norm = nn.ModuleList()
+        for i in range(self.levels, 0, -1):
+            fan_in = channels[i] if i == self.levels else 2 * channels[i]
+            self.up.append(conv3x3(fan_in, channels[i - 1], padding=padding))
+            self.dec_dense.append(nn.Linear(embed_dim, channels[i - 1]))
+            self.dec_norm.append(group_norm(channels[i - 1]))
+        self.project = conv3x3(2 * channels[0], out_channels, padding=padding)
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.channels[0] + self.channels[-1]
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, pooled: bool = False):
+        factor = 2 ** self.levels
+        if x.shape[-2] % factor or x.shape[-1] % factor:
+            raise ValueError(f"H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}")
+        lifted = self.lift(x)
+        h = F.silu(self.enc_norm[0](lifted + self.enc_dense[0](emb)[:, :, None, None]))
+        skips = [h]
+        for i, conv in enumerate(self.down, start=1):
+            h = conv(h) + self.enc_dense[i](emb)[:, :, None, None]
+            if i < self.levels:
+                h = F.silu(self.enc_norm[i](h))
+                skips.append(h)
+        for block in self.blocks:
+            h = block(h, emb)
+        bottleneck = h
+        h = F.silu(self.mid_norm(h))
+        for stage, i in enumerate(range(self.levels, 0, -1)):
+            if i < self.levels:
+                h = torch.cat([h, skips[i]], dim=1)
+            h = self.up[stage](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            h = F.silu(self.dec_norm[stage](h + self.dec_dense[stage](emb)[:, :, None, None]))
+        out = self.project(torch.cat([h, skips[0]], dim=1))
+        if not pooled:
+            return out, None
+        lifted_variance = lifted.float().var(dim=(-2, -1), unbiased=False)
+        features = torch.cat([torch.log(lifted_variance + 1e-4), bottleneck.float().mean(dim=(-2, -1))], dim=1)
+        return out, features

@@ -1,0 +1,141 @@
+"""Score network: shapes, the mean-bypass structure (independent vs coupled), padding, the
+constant-mean channels and the EDM preconditioning."""
+
+import math
+
+import pytest
+import torch
+
+from sciscore.nn import NetworkConfig, ScoreNetwork, build_network, count_parameters
+from sciscore.sde.processes import EDM, VE, VP
+
+SMALL = dict(channels=(8, 16, 16, 32), num_residual=1, embed_dim=32, bypass_width=32)
+
+
+def make(process=None, **overrides):
+    torch.manual_seed(0)
+    return build_network(NetworkConfig(**{**SMALL, **overrides}), process or VE(sigma_max=50.0)).eval()
+
+
+@pytest.mark.parametrize("mode", ["none", "independent", "coupled"])
+@pytest.mark.parametrize("shape", [(8, 8), (16, 16), (24, 40), (64, 32)])
+def test_output_shape(mode, shape):
+    net = make(in_channels=2, mean_bypass=mode)
+    x = torch.randn(3, 2, *shape)
+    out = net(x, torch.rand(3))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_shape_not_divisible_is_refused():
+    net = make()
+    with pytest.raises(ValueError, match="divisible by 8"):
+        net(torch.randn(1, 1, 12, 16), torch.rand(1))
+
+
+def test_default_network_matches_the_study():
+    net = build_network(NetworkConfig(in_channels=1, mean_bypass="none"), VE())
+    assert net.config.channels == (32, 64, 128, 256) and len(net.unet.blocks) == 8
+    assert net.embedding.frequencies.shape == (128,)
+    assert abs(float(net.embedding.frequencies.std()) - 30) < 6  # N(0, 30^2) draws
+    # the Fourier frequencies are a buffer: saved, never trained
+    assert "embedding.frequencies" in net.state_dict()
+    assert all(p is not net.embedding.frequencies for p in net.parameters())
+    assert count_parameters(net) > 10_000_000
+
+
+@pytest.mark.parametrize("mode", ["independent", "coupled"])
+def test_bypass_parts(mode):
+    net = make(in_channels=2, context_channels=1, mean_bypass=mode)
+    x, context = torch.randn(4, 2, 16, 16) + 3.0, torch.randn(4, 1, 16, 16)
+    t = torch.rand(4)
+    parts = net.parts(x, t, context)
+    fluct, mean = parts["fluctuation"], parts["mean"]
+    assert mean.shape == (4, 2, 1, 1)  # spatially constant by construction
+    assert fluct.mean(dim=(-2, -1)).abs().max() < 1e-6  # U-Net part: zero spatial mean
+    out = net(x, t, context)
+    torch.testing.assert_close(out, fluct + mean)
+    torch.testing.assert_close(out.mean(dim=(-2, -1), keepdim=True), mean, atol=1e-6, rtol=0)
+
+
+def _shift_mean(x, amount):
+    return x + amount[None, :, None, None]
+
+
+def test_independent_bypass_decouples_mean_and_fluctuation():
+    """The paper's bypass (seed 000 eq. 14-15): the U-Net part ignores the input's mean and the
+    bypass ignores its fluctuation."""
+    net = make(in_channels=2, mean_bypass="independent")
+    x, t = torch.randn(3, 2, 16, 16), torch.rand(3)
+    shifted = _shift_mean(x, torch.tensor([0.7, -1.3]))
+    a, b = net.parts(x, t), net.parts(shifted, t)
+    torch.testing.assert_close(a["fluctuation"], b["fluctuation"], atol=1e-5, rtol=1e-5)
+    assert (a["mean"] - b["mean"]).abs().max() > 1e-4
+    # same means, other fluctuations: the same mean part
+    other = torch.randn(3, 2, 16, 16) * 3
+    other = other - other.mean(dim=(-2, -1), keepdim=True) + x.mean(dim=(-2, -1), keepdim=True)
+    torch.testing.assert_close(net.parts(other, t)["mean"], a["mean"], atol=1e-6, rtol=1e-5)
+
+
+def test_coupled_bypass_couples_mean_and_fluctuation():
+    net = make(in_channels=2, mean_bypass="coupled")
+    x, t = torch.randn(3, 2, 16, 16), torch.rand(3)
+    a = net.parts(x, t)
+    b = net.parts(_shift_mean(x, torch.tensor([0.7, -1.3])), t)
+    assert (a["fluctuation"] - b["fluctuation"]).abs().max() > 1e-4  # the U-Net sees the means
+    other = torch.randn(3, 2, 16, 16) * 3
+    other = other - other.mean(dim=(-2, -1), keepdim=True) + x.mean(dim=(-2, -1), keepdim=True)
+    assert (net.parts(other, t)["mean"] - a["mean"]).abs().max() > 1e-5  # the bypass sees the field
+    assert b["fluctuation"].mean(dim=(-2, -1)).abs().max() < 1e-6  # roles kept
+
+
+def test_circular_padding_is_shift_equivariant():
+    """With periodic convolutions, a shift by a multiple of the total stride (8) commutes with
+    the network; with zero padding it does not (the edges are seen)."""
+    x, t = torch.randn(2, 1, 32, 32), torch.rand(2)
+    for padding, equivariant in (("circular", True), ("zero", False)):
+        net = make(padding=padding)
+        rolled = net(torch.roll(x, (8, -16), (-2, -1)), t)
+        expected = torch.roll(net(x, t), (8, -16), (-2, -1))
+        error = (rolled - expected).abs().max()
+        assert (error < 1e-5) if equivariant else (error > 1e-3), (padding, float(error))
+
+
+@pytest.mark.parametrize("mode", ["none", "independent", "coupled"])
+def test_constant_mean_channel_is_exact(mode):
+    """For a channel whose data mean is always c, mean(sigma * score) = -(mean(x/s) - c)/sigma."""
+    process = VE(sigma_max=50.0)
+    net = make(process, in_channels=2, mean_bypass=mode, constant_means=[None, 0.25])
+    x, t = torch.randn(3, 2, 16, 16), torch.tensor([0.1, 0.5, 0.9])
+    out = net(x, t)
+    sigma = process.sigma(t).float()
+    expected = -(x[:, 1].mean(dim=(-2, -1)) - 0.25) / sigma
+    torch.testing.assert_close(out[:, 1].mean(dim=(-2, -1)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_edm_preconditioning_formula():
+    """With F = 0 the EDM wrapper gives (c_skip - 1) x / sigma = -sigma x / (sigma^2 + sigma_data^2)."""
+    process = EDM(sigma_data=0.5)
+    net = make(process, preconditioning="edm", mean_bypass="independent", sigma_data=0.5)
+    with torch.no_grad():
+        net.unet.project.weight.zero_(), net.unet.project.bias.zero_()
+        net.bypass.project.weight.zero_(), net.bypass.project.bias.zero_()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([0.3, 4.0])
+    expected = -t[:, None, None, None] * x / (t[:, None, None, None] ** 2 + 0.25)
+    torch.testing.assert_close(net(x, t), expected, rtol=1e-5, atol=1e-6)
+    assert net.label_kind == "log_sigma"
+
+
+def test_vp_scale_is_removed_and_score_divides_by_marginal_std():
+    process = VP()
+    net = make(process, mean_bypass="coupled")
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([0.2, 0.7])
+    std = process.marginal_std(t).float()[:, None, None, None]
+    torch.testing.assert_close(net.score(x, t), net(x, t) / std)
+
+
+def test_bad_config_values_are_user_errors():
+    from sciscore.errors import UserError
+    with pytest.raises(UserError, match="mean_bypass"):
+        NetworkConfig(mean_bypass="both")
+    with pytest.raises(UserError, match="unknown network config key"):
+        NetworkConfig.from_dict({"chanels": [8, 16]})
