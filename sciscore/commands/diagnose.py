@@ -1,7 +1,83 @@
 """`sciscore diagnose`: compare generated fields with reference data (Reynolds decomposition, spectra, distances)."""
 
-from sciscore.commands._common import register_not_ready
+from __future__ import annotations
+
+import argparse
+import logging
+
+from sciscore.commands._common import add_overwrite, add_quiet
+from sciscore.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
-def register(subparsers):
-    return register_not_ready(subparsers, "diagnose", "Compare generated fields with reference data (Reynolds decomposition, spectra, distances)", "the diagnostics issue")
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "diagnose",
+        help="Compare generated fields with reference data (Reynolds decomposition, spectra, distances)",
+        description=(
+            "Compare generated fields with reference data: spatial means (color shift), cumulants, "
+            "power spectra, pixel-value distributions. Writes diagnostics.nc, summary.md and PNG "
+            "figures into the report directory. Streams the data, so files may exceed memory."
+        ),
+    )
+    parser.add_argument("--reference", required=True, nargs="+", metavar="DATA.nc",
+                        help="reference fields: NetCDF file(s), a glob, or a zarr store")
+    parser.add_argument("--samples", required=True, nargs="+", metavar="GEN.nc",
+                        help="generated fields (same grid): NetCDF file(s), a glob, or a zarr store")
+    parser.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
+                        help="directory for the report (created if missing)")
+    parser.add_argument("--variable", action="append", metavar="NAME",
+                        help="variable to compare (repeat for several; default: all shared variables)")
+    parser.add_argument("--sample-dim", metavar="NAME", help="name of the sample dimension (default: recognised)")
+    parser.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"),
+                        help="names of the spatial dimensions (default: recognised)")
+    parser.add_argument("--bins", type=_positive_int, default=1000,
+                        help="pixel-value histogram bins; pixel W1 is within one bin width (default: %(default)s)")
+    parser.add_argument("--color-shift-threshold", type=float, default=0.3,
+                        help="flag a color shift when the score exceeds this and the p-value is below --alpha (default: %(default)s)")
+    parser.add_argument("--alpha", type=_probability, default=0.01,
+                        help="significance level of the permutation test of the spatial means (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default: %(default)s)")
+    add_overwrite(parser)
+    add_quiet(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from sciscore.diagnostics.report import diagnose
+
+    if args.color_shift_threshold < 0:
+        raise UserError(f"--color-shift-threshold must be >= 0, got {args.color_shift_threshold}")
+    comparison = diagnose(
+        args.reference, args.samples, args.output, args.variable, overwrite=args.overwrite,
+        sample_dim=args.sample_dim, spatial_dims=args.spatial_dims, progress=not args.quiet,
+        bins=args.bins, color_shift_threshold=args.color_shift_threshold, alpha=args.alpha, seed=args.seed,
+    )
+    for name in comparison.attrs["variables"].split():
+        score = float(comparison[f"{name}_color_shift_score"])
+        flagged = bool(comparison[f"{name}_color_shift_flag"])
+        log.info("%s: color-shift score %.3g%s", name, score, " (COLOR SHIFT)" if flagged else "")
+    log.info("report written to %s", args.output)
+    return 0

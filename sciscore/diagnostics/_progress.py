@@ -1,0 +1,63 @@
+"""A tqdm progress bar over the tasks of a dask computation."""
+
+from __future__ import annotations
+
+import dask
+import xarray as xr
+from dask.callbacks import Callback
+from tqdm.auto import tqdm
+
+
+class _TqdmCallback(Callback):
+    def __init__(self, description: str):
+        super().__init__()
+        self._description = description
+        self._bar = None
+
+    def _start_state(self, dsk, state):
+        total = sum(len(state[key]) for key in ("ready", "waiting", "running", "finished"))
+        self._bar = tqdm(total=total, desc=self._description, unit="task", leave=False)
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        self._bar.update(1)
+
+    def _finish(self, dsk, state, errored):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _flatten(objects) -> tuple[list, list]:
+    """Datasets become their DataArrays: `dask.compute` of a Dataset whose variables share
+    intermediate results fails with "Missing dependency" (dask 2026.8 with xarray 2026.9)."""
+    flat, layout = [], []
+    for obj in objects:
+        if isinstance(obj, xr.Dataset):
+            names = list(obj.data_vars)
+            layout.append((obj, names, len(flat)))
+            flat.extend(obj[name] for name in names)
+        else:
+            layout.append((None, None, len(flat)))
+            flat.append(obj)
+    return flat, layout
+
+
+def _unflatten(results, layout) -> tuple:
+    out = []
+    for template, names, start in layout:
+        if template is None:
+            out.append(results[start])
+        else:
+            data = {name: results[start + i] for i, name in enumerate(names)}
+            out.append(xr.Dataset(data, attrs=template.attrs))
+    return tuple(out)
+
+
+def compute(*objects, description: str = "diagnostics", progress: bool = True):
+    """`dask.compute(*objects)` on the local scheduler, with a tqdm bar unless `progress` is False."""
+    flat, layout = _flatten(objects)
+    if progress:
+        with _TqdmCallback(description):
+            results = dask.compute(*flat)
+    else:
+        results = dask.compute(*flat)
+    return _unflatten(results, layout)

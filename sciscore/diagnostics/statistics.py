@@ -1,0 +1,129 @@
+r"""Per-sample statistics of fields: cumulants over pixels, pixel-value histograms, condensation rate.
+
+Cumulants follow CliMAgen's `qq_plot` (StatsBase `cumulant`, population estimators over the
+:math:`N = N_y N_x` pixels of one sample), with central moments :math:`m_p = \overline{x'^p}`:
+
+.. math:: \kappa_2 = m_2, \quad \kappa_3 = m_3, \quad \kappa_4 = m_4 - 3 m_2^2,
+
+plus the dimensionless skewness :math:`\kappa_3/\kappa_2^{3/2}` and excess kurtosis
+:math:`\kappa_4/\kappa_2^2`; all vanish (but :math:`\kappa_2`) for Gaussian pixel values.
+"""
+
+from __future__ import annotations
+
+import dask.array
+import numpy as np
+import xarray as xr
+
+from sciscore.diagnostics._dims import resolve_dims
+from sciscore.diagnostics.reynolds import fluctuation
+
+
+def cumulants(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) -> xr.Dataset:
+    """Spatial mean and cumulants κ2–κ4 of each field over its pixels (float64, lazy on dask).
+
+    Returns a Dataset with ``mean``, ``variance`` (κ2), ``kappa3``, ``kappa4``, ``skewness`` and
+    ``excess_kurtosis``, each with the dims of `field` minus the spatial dims.
+    """
+    dims = resolve_dims(field, spatial_dims=spatial_dims)
+    field64 = field.astype("float64")
+    prime = fluctuation(field64, dims.spatial)
+    m2 = (prime**2).mean(dims.spatial)
+    m3 = (prime**3).mean(dims.spatial)
+    m4 = (prime**4).mean(dims.spatial)
+    kappa4 = m4 - 3.0 * m2**2
+    units = field.attrs.get("units")
+    name = field.name or "field"
+    out = xr.Dataset({
+        "mean": field64.mean(dims.spatial),
+        "variance": m2,
+        "kappa3": m3,
+        "kappa4": kappa4,
+        "skewness": m3 / m2**1.5,
+        "excess_kurtosis": kappa4 / m2**2,
+    })
+    descriptions = {
+        "mean": ("spatial mean", units),
+        "variance": ("spatial variance (kappa2)", _power(units, 2)),
+        "kappa3": ("third cumulant over pixels", _power(units, 3)),
+        "kappa4": ("fourth cumulant over pixels", _power(units, 4)),
+        "skewness": ("skewness over pixels", "1"),
+        "excess_kurtosis": ("excess kurtosis over pixels", "1"),
+    }
+    for key, (long_name, unit) in descriptions.items():
+        out[key].attrs = {"long_name": f"{long_name} of {name}"}
+        if unit is not None:
+            out[key].attrs["units"] = unit
+    return out
+
+
+def _power(units: str | None, power: int) -> str | None:
+    if units is None:
+        return None
+    if units == "1":
+        return "1"
+    return f"({units})^{power}" if " " in units else f"{units}^{power}"
+
+
+def value_range(*fields: xr.DataArray) -> tuple[float, float]:
+    """The smallest and largest finite value over all `fields` (one streaming pass)."""
+    extremes = dask.compute(*[(field.min(), field.max()) for field in fields])
+    low = min(float(pair[0]) for pair in extremes)
+    high = max(float(pair[1]) for pair in extremes)
+    return low, high
+
+
+def histogram_edges(low: float, high: float, bins: int) -> np.ndarray:
+    """`bins` equal bins over [low, high] (widened by a hair when low == high)."""
+    if not np.isfinite(low) or not np.isfinite(high):
+        raise ValueError(f"histogram range must be finite, got [{low}, {high}]")
+    if high <= low:
+        pad = max(abs(low), 1.0) * 1e-6
+        low, high = low - pad, high + pad
+    return np.linspace(low, high, bins + 1)
+
+
+def pixel_histogram(field: xr.DataArray, edges: np.ndarray) -> xr.DataArray:
+    """Counts of all pixel values of all samples in the bins `edges` (bounded memory on dask).
+
+    Returns a DataArray over dim ``pixel_bin`` with coords ``pixel_bin_center`` and the bin
+    edges in attrs; values outside [edges[0], edges[-1]] are not counted (the last bin is closed,
+    as in `numpy.histogram`).
+    """
+    data = field.data
+    if isinstance(data, dask.array.Array):
+        counts, _ = dask.array.histogram(data.ravel(), bins=edges)
+    else:
+        counts, _ = np.histogram(np.asarray(data).ravel(), bins=edges)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    return xr.DataArray(
+        counts, dims=("pixel_bin",), coords={"pixel_bin_center": ("pixel_bin", centers)},
+        name="pixel_counts",
+        attrs={"long_name": f"pixel-value counts of {field.name or 'field'}", "units": "1"},
+    )
+
+
+def density(counts: xr.DataArray | np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Probability density from histogram counts: counts / (total · bin width)."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum()
+    return counts / (total * np.diff(edges)) if total > 0 else np.zeros_like(counts)
+
+
+def condensation_rate(supersaturation: xr.DataArray, tau_c: float = 1e-2,
+                      time_units: str | None = None) -> xr.DataArray:
+    r"""Condensation rate :math:`s^+/\tau_c = s\,H(s)/\tau_c` of the supersaturation s (elementwise).
+
+    The sink of the moist tracer (CliMAgen `make_icr`, τc = 1e-2 in the reference simulation):
+    zero where the air is subsaturated (s ≤ 0). Units: those of s per `time_units` of τc.
+    """
+    if tau_c <= 0:
+        raise ValueError(f"tau_c must be positive, got {tau_c}")
+    rate = supersaturation.clip(min=0.0) / tau_c
+    rate.name = "condensation_rate"
+    rate.attrs = {"long_name": f"condensation rate s+/tau_c of {supersaturation.name or 'supersaturation'}",
+                  "tau_c": tau_c}
+    units = supersaturation.attrs.get("units")
+    if units is not None and time_units is not None:
+        rate.attrs["units"] = f"{units} {time_units}-1"
+    return rate
