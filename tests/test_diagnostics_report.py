@@ -167,3 +167,40 @@ def test_cli_bad_input_is_one_line_user_error(sets, tmp_path, capsys, case, mess
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_two_variable_report_is_cf_compliant(tmp_path):
+    import os
+
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    def two_variables(seed):
+        ds = gaussian_random_fields(12, size=16, seed=seed)
+        vorticity = gaussian_random_fields(12, size=16, seed=seed + 100, name="vorticity")["vorticity"]
+        ds["vorticity"] = vorticity - vorticity.mean(("y", "x"))
+        ds["vorticity"].attrs = {"units": "s-1", "long_name": "relative vorticity"}
+        return ds
+
+    reference, samples = two_variables(1), two_variables(2)
+    out = write_report(compare(reference, samples, progress=False), reference, samples, tmp_path / "report")
+    assert {p.name for p in out.glob("vorticity_*.png")} >= {"vorticity_spectra.png", "vorticity_samples.png"}
+    with xr.open_dataset(out / "diagnostics.nc") as written:
+        assert written["vorticity_spectrum_mean_reference"].attrs["units"] == "(s-1)^2"
+        assert written["q_spectrum_mean_reference"].attrs["units"] == "1"
+    CheckSuite.load_all_available_checkers()
+    passed, errors = ComplianceChecker.run_checker(
+        str(out / "diagnostics.nc"), ["cf:1.10"], verbose=0, criteria="strict",
+        output_filename=os.devnull, output_format="text")
+    assert not errors
+    assert passed
+
+
+def test_non_finite_values_are_a_user_error():
+    from sciscore.errors import UserError
+
+    reference = gaussian_random_fields(4, size=8, seed=5)
+    samples = reference.copy(deep=True)
+    samples["q"][1, 2, 3] = np.nan
+    with pytest.raises(UserError, match="in the samples has 1 non-finite value"):
+        compare(reference, samples, progress=False)

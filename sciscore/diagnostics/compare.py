@@ -21,8 +21,7 @@ from sciscore.diagnostics import distances
 from sciscore.diagnostics._dims import resolve_dims
 from sciscore.diagnostics._progress import compute
 from sciscore.diagnostics.spectra import power_spectrum, spectrum_bands
-from sciscore.diagnostics.statistics import (cumulants, density, histogram_edges, pixel_histogram,
-                                             value_range)
+from sciscore.diagnostics.statistics import cumulants, density, histogram_edges, pixel_histogram, unit_power
 from sciscore.errors import UserError
 
 CUMULANT_NAMES = ("variance", "kappa3", "kappa4", "skewness", "excess_kurtosis")
@@ -105,14 +104,17 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
     # pass 1: per-sample cumulants and spectra, and the value range of both sets
     ref_stats, gen_stats = cumulants(ref, ref_dims.spatial), cumulants(gen, gen_dims.spatial)
     ref_spectra, gen_spectra = power_spectrum(ref, ref_dims.spatial), power_spectrum(gen, gen_dims.spatial)
-    ref_stats, gen_stats, ref_spectra, gen_spectra, extremes = compute(
+    ref_stats, gen_stats, ref_spectra, gen_spectra, extremes, non_finite = compute(
         ref_stats, gen_stats, ref_spectra, gen_spectra,
         [(ref.min(), ref.max()), (gen.min(), gen.max())],
+        [(~np.isfinite(ref)).sum(), (~np.isfinite(gen)).sum()],
         description=f"{name}: moments and spectra", progress=progress)
+    for count, where in zip(non_finite, ("the reference", "the samples")):
+        if int(count):
+            raise UserError(f"variable {name!r} in {where} has {int(count)} non-finite value(s) (NaN or inf); "
+                            f"remove or fill those samples")
     low = min(float(pair[0]) for pair in extremes)
     high = max(float(pair[1]) for pair in extremes)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise UserError(f"variable {name!r} holds non-finite values (NaN or inf); remove or fill those samples")
 
     # pass 2: pixel histograms in common bins
     edges = histogram_edges(low, high, bins)
@@ -163,6 +165,7 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
     k_quarter = min(ref.sizes[ref_dims.y], ref.sizes[ref_dims.x]) / 4
 
     out = out.assign_coords(probability=("probability", np.asarray(probabilities, dtype=float)))
+    out["probability"].attrs = {"long_name": "cumulative probability of the quantile", "units": "1"}
     quantile_errors_means = distances.quantile_errors(ref_means, gen_means, probabilities)
     out["quantile_error_spatial_means"] = ("probability", quantile_errors_means)
     out["quantile_error_spatial_means_normalized"] = ("probability", quantile_errors_means / shift.normalizer
@@ -171,6 +174,7 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
     out["quantile_error_pixels_normalized"] = ("probability", (gen_q_pixels - ref_q_pixels) / pixel_std)
 
     out = out.assign_coords(qq_probability=("qq_probability", QQ_PROBABILITIES))
+    out["qq_probability"].attrs = {"long_name": "cumulative probability of the QQ-plot quantiles", "units": "1"}
     for key in ("variance", "kappa3", "kappa4"):
         ref_q, gen_q = distances.qq(ref_stats[key].values, gen_stats[key].values, QQ_PROBABILITIES)
         out[f"qq_{key}_reference"] = ("qq_probability", ref_q)
@@ -226,11 +230,6 @@ def _mean_std_correlation(means, variances, rms: float, constant_tolerance: floa
 
 def _describe(out: xr.Dataset, name: str, units: str | None) -> None:
     """long_name / units of the non-scalar variables."""
-    def unit_power(p):
-        if units is None:
-            return None
-        return "1" if units == "1" else (f"({units})^{p}" if " " in units else f"{units}^{p}")
-
     for var in out.data_vars:
         attrs = out[var].attrs
         if "long_name" in attrs:
@@ -240,13 +239,13 @@ def _describe(out: xr.Dataset, name: str, units: str | None) -> None:
         if var.startswith("spatial_mean") or var.startswith("quantile_error") and not var.endswith("normalized"):
             unit = units
         elif var.startswith(("variance", "qq_variance", "spectrum")):
-            unit = unit_power(2)
+            unit = unit_power(units, 2)
         elif var.startswith(("kappa3", "qq_kappa3")):
-            unit = unit_power(3)
+            unit = unit_power(units, 3)
         elif var.startswith(("kappa4", "qq_kappa4")):
-            unit = unit_power(4)
+            unit = unit_power(units, 4)
         elif var.startswith("pixel_density"):
-            unit = unit_power(-1)
+            unit = unit_power(units, -1)
         else:
             unit = "1"
         attrs["long_name"] = f"{var.removesuffix('_' + source).replace('_', ' ')} of {name}" + (f", {source}" if source else "")

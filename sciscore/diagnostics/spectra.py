@@ -27,6 +27,7 @@ import scipy.sparse
 import xarray as xr
 
 from sciscore.diagnostics._dims import resolve_dims
+from sciscore.diagnostics.statistics import unit_power
 
 WAVENUMBER_DIM = "wavenumber"
 
@@ -104,7 +105,7 @@ def power_spectrum(field: xr.DataArray, spatial_dims: tuple[str, str] | None = N
     spectrum.name = "power_spectrum"
     spectrum.attrs = {"long_name": f"shell-summed power spectrum of the fluctuation of {field.name or 'field'}"}
     if units is not None:
-        spectrum.attrs["units"] = "1" if units == "1" else f"({units})^2" if " " in units else f"{units}^2"
+        spectrum.attrs["units"] = unit_power(units, 2)
     return spectrum
 
 

@@ -11,6 +11,8 @@ plus the dimensionless skewness :math:`\kappa_3/\kappa_2^{3/2}` and excess kurto
 
 from __future__ import annotations
 
+import re
+
 import dask.array
 import numpy as np
 import xarray as xr
@@ -44,9 +46,9 @@ def cumulants(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) 
     })
     descriptions = {
         "mean": ("spatial mean", units),
-        "variance": ("spatial variance (kappa2)", _power(units, 2)),
-        "kappa3": ("third cumulant over pixels", _power(units, 3)),
-        "kappa4": ("fourth cumulant over pixels", _power(units, 4)),
+        "variance": ("spatial variance (kappa2)", unit_power(units, 2)),
+        "kappa3": ("third cumulant over pixels", unit_power(units, 3)),
+        "kappa4": ("fourth cumulant over pixels", unit_power(units, 4)),
         "skewness": ("skewness over pixels", "1"),
         "excess_kurtosis": ("excess kurtosis over pixels", "1"),
     }
@@ -57,20 +59,13 @@ def cumulants(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) 
     return out
 
 
-def _power(units: str | None, power: int) -> str | None:
+def unit_power(units: str | None, power: int) -> str | None:
+    """UDUNITS string for `units` raised to `power` ("m" -> "m^2", "m s-1" -> "(m s-1)^2")."""
     if units is None:
         return None
     if units == "1":
         return "1"
-    return f"({units})^{power}" if " " in units else f"{units}^{power}"
-
-
-def value_range(*fields: xr.DataArray) -> tuple[float, float]:
-    """The smallest and largest finite value over all `fields` (one streaming pass)."""
-    extremes = dask.compute(*[(field.min(), field.max()) for field in fields])
-    low = min(float(pair[0]) for pair in extremes)
-    high = max(float(pair[1]) for pair in extremes)
-    return low, high
+    return f"{units}^{power}" if re.fullmatch(r"[A-Za-z_]+", units) else f"({units})^{power}"
 
 
 def histogram_edges(low: float, high: float, bins: int) -> np.ndarray:
