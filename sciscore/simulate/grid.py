@@ -1,0 +1,103 @@
+"""The doubly periodic Fourier grid: wavenumbers, the 2/3 dealiasing mask and Parseval sums.
+
+Layout (torch.fft.rfft2 over the last two dims of a (..., y, x) field): spectral arrays have shape
+(..., n, n//2 + 1), indexed [ky, kx]; ky runs over the full `fftfreq` range, kx over `rfftfreq`.
+Transforms are unnormalised ("backward"), so the mean of a field f is f̂[0, 0] / n².
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from sciscore.errors import UserError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(eq=False)
+class Grid:
+    """A square n × n grid on [0, L)², with its wavenumbers on `device` in `dtype`.
+
+    Attributes set from (n, length, device, dtype):
+    x, y : (n,) grid points 0, dx, ..., L − dx
+    kx : (1, n//2+1) and ky : (n, 1) wavenumbers (2π/L) × integers
+    k2 : (n, n//2+1) |k|², and inv_k2 = 1/|k|² with inv_k2[0, 0] = 0 (the mean has no streamfunction)
+    dealias : (n, n//2+1) 1 where 3|kx| < n and 3|ky| < n (square 2/3 rule), 0 elsewhere
+    parseval : (n, n//2+1) weights that turn a half-plane sum into the full-plane sum
+    """
+
+    n: int
+    length: float = 2 * math.pi
+    device: torch.device | str = "cpu"
+    dtype: torch.dtype = torch.float64
+    x: torch.Tensor = field(init=False, repr=False)
+    y: torch.Tensor = field(init=False, repr=False)
+    kx: torch.Tensor = field(init=False, repr=False)
+    ky: torch.Tensor = field(init=False, repr=False)
+    k2: torch.Tensor = field(init=False, repr=False)
+    inv_k2: torch.Tensor = field(init=False, repr=False)
+    dealias: torch.Tensor = field(init=False, repr=False)
+    parseval: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.dtype, str):
+            if self.dtype not in DTYPES:
+                raise UserError(f"dtype {self.dtype!r} is not supported; choose one of {sorted(DTYPES)}")
+            self.dtype = DTYPES[self.dtype]
+        if self.dtype not in DTYPES.values():
+            raise UserError(f"dtype {self.dtype} is not supported; use torch.float32 or torch.float64")
+        if int(self.n) != self.n or self.n < 8 or self.n % 2:
+            raise UserError(f"grid size n={self.n} must be an even integer >= 8")
+        self.n = int(self.n)
+        self.device = torch.device(self.device)
+        n, kw = self.n, dict(device=self.device, dtype=self.dtype)
+        self.x = torch.arange(n, **kw) * (self.length / n)
+        self.y = self.x.clone()
+        integer_kx = torch.fft.rfftfreq(n, d=1.0 / n, **kw)
+        integer_ky = torch.fft.fftfreq(n, d=1.0 / n, **kw)
+        self.kx = (2 * math.pi / self.length) * integer_kx[None, :]
+        self.ky = (2 * math.pi / self.length) * integer_ky[:, None]
+        self.k2 = self.kx**2 + self.ky**2
+        self.inv_k2 = torch.where(self.k2 > 0, 1.0 / torch.where(self.k2 > 0, self.k2, 1.0), 0.0)
+        # a quadratic product of modes with 3|k| < n aliases only onto removed modes
+        keep = (3 * integer_kx[None, :].abs() < n) & (3 * integer_ky[:, None].abs() < n)
+        self.dealias = keep.to(self.dtype)
+        weights = torch.full((n, n // 2 + 1), 2.0, **kw)
+        weights[:, 0] = 1.0
+        weights[:, -1] = 1.0  # the kx = n/2 column is its own mirror image
+        self.parseval = weights
+
+    @property
+    def dx(self) -> float:
+        """Grid spacing L/n."""
+        return self.length / self.n
+
+    @property
+    def complex_dtype(self) -> torch.dtype:
+        return torch.complex64 if self.dtype == torch.float32 else torch.complex128
+
+    @property
+    def shape_spectral(self) -> tuple[int, int]:
+        return (self.n, self.n // 2 + 1)
+
+    def rfft(self, field: torch.Tensor) -> torch.Tensor:
+        """(..., n, n) real → (..., n, n//2+1) complex, unnormalised."""
+        return torch.fft.rfft2(field)
+
+    def irfft(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """(..., n, n//2+1) complex → (..., n, n) real, the inverse of `rfft`."""
+        return torch.fft.irfft2(field_hat, s=(self.n, self.n))
+
+    def domain_mean(self, weights_hat: torch.Tensor) -> torch.Tensor:
+        """Σ over the full k-plane of a real spectral density given on the half plane, / n⁴.
+
+        For f̂, ĝ = rfft2(f), rfft2(g): domain_mean(Re(conj(f̂) ĝ)) = ⟨f g⟩ (Parseval), shape (...,).
+        """
+        return (self.parseval * weights_hat).sum(dim=(-2, -1)) / self.n**4
+
+    def wavenumber_shells(self) -> torch.Tensor:
+        """(n, n//2+1) integer shell index round(|k| L / 2π) for isotropic spectra."""
+        return torch.round(torch.sqrt(self.k2) * self.length / (2 * math.pi)).long()

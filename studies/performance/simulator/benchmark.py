@@ -1,0 +1,102 @@
+"""Benchmark: time of one simulator step divided by the time of the FFTs that step must do.
+
+For each resolution N the step of a `Problem` (ETDRK4, split condensation, forcing on, `members`
+ensemble members) is timed, and so are the torch.fft calls of the same shapes that the step makes:
+per RHS evaluation one irfft2 of (B, 4, N, N//2+1) and one rfft2 of (B, 4, N, N) (×4 evaluations), two
+half condensation steps (irfft2 + rfft2 of (B, 1, ...)) and the forcing rfft2 of (B, N, N).
+Both are measured interleaved in the same process (repeats alternate), and the medians are compared,
+so the ratio is meaningful even on a loaded machine.
+
+    python studies/performance/simulator/benchmark.py --resolutions 64 128 256 --members 8 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from sciscore.simulate import Grid, Params, Problem, stepforward
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(function, repeats: int, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def measure(n: int, members: int, device: torch.device, dtype: torch.dtype, stepper: str, rounds: int,
+            steps: int) -> dict:
+    grid = Grid(n, device=device, dtype=dtype)
+    problem = Problem(grid, Params.reference(n), members=members, seed=0, stepper=stepper, dt=2e-3,
+                      condensation="split")
+    stepforward(problem, 3)  # warm up (plans, coefficient cache)
+    m = n // 2 + 1
+    cdtype = grid.complex_dtype
+    spectral4 = torch.randn(members, 4, n, m, dtype=cdtype, device=device)
+    physical4 = torch.randn(members, 4, n, n, dtype=dtype, device=device)
+    spectral1 = torch.randn(members, n, m, dtype=cdtype, device=device)
+    physical1 = torch.randn(members, n, n, dtype=dtype, device=device)
+
+    def ffts_of_one_step():
+        for _ in range(4):  # four nonlinear evaluations per step
+            torch.fft.irfft2(spectral4, s=(n, n))
+            torch.fft.rfft2(physical4)
+        for _ in range(2):  # two half steps of the pointwise condensation
+            torch.fft.irfft2(spectral1, s=(n, n))
+            torch.fft.rfft2(physical1)
+        torch.fft.rfft2(physical1)  # forcing noise
+
+    ffts_of_one_step()
+    step_times, fft_times = [], []
+    for _ in range(rounds):
+        step_times.append(_time(lambda: stepforward(problem, 1), steps, device))
+        fft_times.append(_time(ffts_of_one_step, steps, device))
+    step, fft = statistics.median(step_times), statistics.median(fft_times)
+    return {"n": n, "members": members, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+            "stepper": stepper, "ms_per_step": 1e3 * step, "ms_ffts_per_step": 1e3 * fft, "ratio": step / fft,
+            "ms_per_member_step": 1e3 * step / members}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--stepper", default="ETDRK4")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    results = []
+    print(f"{'N':>5} {'B':>3} {'ms/step':>9} {'ms FFTs':>9} {'ratio':>6} {'ms/member-step':>15}")
+    for n in args.resolutions:
+        row = measure(n, args.members, device, dtype, args.stepper, args.rounds, args.steps)
+        row["threads"] = torch.get_num_threads()
+        results.append(row)
+        print(f"{n:>5} {args.members:>3} {row['ms_per_step']:>9.2f} {row['ms_ffts_per_step']:>9.2f} "
+              f"{row['ratio']:>6.2f} {row['ms_per_member_step']:>15.3f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
