@@ -34,3 +34,14 @@ __all__ = [
     "PARAMETRIZATIONS", "check_parametrization", "edm_denoiser", "edm_preconditioning",
     "edm_training_target", "from_score", "score_from_network", "to_score",
 ]
+
+from sciscore.sde.brownian import GridBrownian, SampleStreams, sample_seed  # noqa: E402
+from sciscore.sde.guidance import ScoreModel, guided_prediction  # noqa: E402
+from sciscore.sde.problem import DEFAULT_STEPS, SamplingProblem, Solution, solve  # noqa: E402
+from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE  # noqa: E402
+from sciscore.sde.samplers import SOLVERS  # noqa: E402
+from sciscore.sde.time_grids import GRIDS, TimeMap, time_grid  # noqa: E402
+
+__all__ += ["GridBrownian", "SampleStreams", "sample_seed", "ScoreModel", "guided_prediction",
+            "DEFAULT_STEPS", "SamplingProblem", "Solution", "solve", "DiagonalReverseSDE", "ReverseSDE",
+            "SOLVERS", "GRIDS", "TimeMap", "time_grid"]

@@ -1,0 +1,201 @@
+"""problem -> solve -> solution: ``SamplingProblem``, ``solve`` and ``Solution``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from sciscore.errors import UserError
+from sciscore.sde.brownian import SampleStreams
+from sciscore.sde.guidance import ScoreModel
+from sciscore.sde.processes import ForwardProcess
+from sciscore.sde.samplers import GRID_SAMPLERS, SOLVERS, TORCHSDE_SOLVERS, check_solver, sample_torchsde
+from sciscore.sde.time_grids import CONTINUOUS_GRIDS, GRIDS, TimeMap, time_grid
+
+# steps when the caller gives none: enough for ~1% moment error on the Gaussian oracle (see
+# studies/performance/sampling/README.md)
+DEFAULT_STEPS = {"euler": 1000, "milstein": 1000, "srk": 200, "heun": 500, "midpoint": 500,
+                 "reversible_heun": 500, "ode-heun": 50, "ode-adaptive": 1, "edm": 100, "pc": 500}
+
+
+@dataclass
+class SamplingProblem:
+    """What to sample.
+
+    score_or_model : callable(x (B, C, H, W), t (B,)[, context=]) -> (B, C, H, W)
+        An ``nn.Module`` is read with the project network convention (marginal_std * score)
+        unless ``parametrization`` says otherwise; any other callable is read as the score.
+    process : ForwardProcess
+    shape : (C, H, W) of one sample
+    tspan : (t_start, t_end), default (process.t_max, process.t_min)
+    context : None, (K, H, W) shared by all samples, or (n, K, H, W) one per sample
+    parametrization : 'score', 'sigma_score', 'eps', 'x0' or 'v' (default as above)
+    guidance_scale, guidance_rescale : classifier-free guidance w and Lin et al.'s phi
+    """
+
+    score_or_model: Callable
+    process: ForwardProcess
+    shape: tuple
+    tspan: tuple | None = None
+    context: torch.Tensor | None = None
+    parametrization: str | None = None
+    guidance_scale: float = 1.0
+    guidance_rescale: float = 0.0
+
+    def __post_init__(self):
+        self.shape = tuple(int(v) for v in self.shape)
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise UserError(f"shape must be one sample's (channel, y, x), got {self.shape}")
+        if not callable(self.score_or_model):
+            raise UserError("score_or_model must be callable as f(x, t)")
+        if self.parametrization is None:
+            self.parametrization = "sigma_score" if isinstance(self.score_or_model, torch.nn.Module) else "score"
+        if self.tspan is None:
+            self.tspan = (self.process.t_max, self.process.t_min)
+        t_start, t_end = (float(v) for v in self.tspan)
+        if not t_start > t_end > 0:
+            raise UserError(f"tspan must be (t_start, t_end) with t_start > t_end > 0, got {self.tspan}")
+        self.tspan = (t_start, t_end)
+        if self.context is not None:
+            self.context = torch.as_tensor(self.context)
+            if self.context.ndim not in (3, 4) or self.context.shape[-2:] != self.shape[-2:]:
+                raise UserError(f"context must be (K, {self.shape[1]}, {self.shape[2]}) or "
+                                f"(n, K, {self.shape[1]}, {self.shape[2]}), got {tuple(self.context.shape)}")
+
+
+@dataclass
+class Solution:
+    """Samples and how they were made. x (n, C, H, W); trajectory (n, len(times), C, H, W) at the
+    grid times ``times`` nearest the requested save_at, or None; nfe: score evaluations per sample
+    path (network calls: nfe * calls_per_evaluation, 2 with guidance)."""
+
+    x: torch.Tensor
+    trajectory: torch.Tensor | None
+    times: torch.Tensor | None
+    nfe: int
+    calls_per_evaluation: int
+    solver: str
+    steps: int
+    seed: int
+    process: ForwardProcess
+    grid: str
+    info: dict = field(default_factory=dict)
+
+    def to_xarray(self, variables=None, sample_dim="sample", spatial_dims=("y", "x")):
+        """xr.Dataset with one variable per channel, dims (sample, y, x), and with a trajectory also
+        ``<name>_trajectory`` (sample, time, y, x); attrs record the solver and process."""
+        import json
+
+        import xarray as xr
+
+        channels = self.x.shape[1]
+        names = list(variables) if variables is not None else [f"channel_{c}" for c in range(channels)]
+        if len(names) != channels:
+            raise UserError(f"{len(names)} variable names for {channels} channels")
+        y_dim, x_dim = spatial_dims
+        data = {name: ((sample_dim, y_dim, x_dim), self.x[:, c].numpy()) for c, name in enumerate(names)}
+        coords = {sample_dim: range(self.x.shape[0])}
+        if self.trajectory is not None:
+            for c, name in enumerate(names):
+                data[f"{name}_trajectory"] = ((sample_dim, "time", y_dim, x_dim), self.trajectory[:, :, c].numpy())
+            coords["time"] = self.times.numpy()
+        attrs = {"solver": self.solver, "steps": self.steps, "seed": self.seed, "nfe": self.nfe,
+                 "grid": self.grid, "process": json.dumps(self.process.to_dict())}
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _default_device(model) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for parameter in model.parameters():
+            return parameter.device
+    return torch.device("cpu")
+
+
+def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = None, n: int = 1,
+          seed: int = 0, batch_size: int | None = None, save_at=None, progress: bool = False, *,
+          grid: str | None = None, rho: float | None = None, denoise: bool = False, device=None,
+          dtype=torch.float32, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
+          s_noise: float = 1.0, snr: float = 0.16, corrector_steps: int = 1, rtol: float = 1e-5,
+          atol: float = 1e-5) -> Solution:
+    """Draw ``n`` samples of ``problem`` with ``solver`` (one of ``SOLVERS``).
+
+    steps: solver steps (default ``DEFAULT_STEPS[solver]``; ignored by 'ode-adaptive').
+    seed: sample i uses the stream (seed, i) for its prior draw and all its noise, so it does not
+    depend on batch_size. save_at: process times to keep (snapped to the nearest grid time).
+    grid: 'uniform' or 'karras' (default: 'karras' for EDM, else 'uniform'); discrete grids
+    'leading' / 'linspace' / 'trailing' for DiscreteVP with the ode-heun, edm and pc solvers.
+    denoise: finish with Tweedie's x0 = E[x0 | x_tend] (one more score evaluation).
+    s_churn, s_tmin, s_tmax, s_noise: EDM Algorithm 2 (solver 'edm'); snr, corrector_steps: 'pc';
+    rtol, atol: 'ode-adaptive'."""
+    check_solver(solver)
+    process = problem.process
+    if n < 1:
+        raise UserError(f"n must be >= 1, got {n}")
+    batch_size = n if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    steps = DEFAULT_STEPS[solver] if steps is None else int(steps)
+    if steps < 1:
+        raise UserError(f"steps must be >= 1, got {steps}")
+    grid = grid or ("karras" if process.name == "edm" else "uniform")
+    if grid not in GRIDS:
+        raise UserError(f"unknown grid {grid!r}; expected one of {list(GRIDS)}")
+    if solver in TORCHSDE_SOLVERS and grid not in CONTINUOUS_GRIDS:
+        raise UserError(f"solver {solver!r} (torchsde) needs grid 'uniform' or 'karras', got {grid!r}")
+    rho = getattr(process, "rho", 7.0) if rho is None else float(rho)
+    t_start, t_end = problem.tspan
+    if solver in TORCHSDE_SOLVERS and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
+        raise UserError(f"the reverse SDE cannot start at t = {t_start}: the process has zero terminal SNR "
+                        "there (infinite drift); use solver 'ode-heun' or 'edm' (their first step is a "
+                        "DDIM step), or start at a smaller t")
+    device = torch.device(device) if device is not None else _default_device(problem.score_or_model)
+    t_grid = time_grid(process, steps, grid, (t_start, t_end), rho)
+    steps = len(t_grid) - 1
+
+    save_index, times = [], None
+    if save_at is not None:
+        requested = torch.as_tensor(save_at, dtype=torch.float64).reshape(-1)
+        save_index = sorted({int((t_grid - t).abs().argmin()) for t in requested.tolist()})
+        times = t_grid[save_index]
+    time_map = TimeMap(process, t_start, t_end, grid, rho) if solver in TORCHSDE_SOLVERS else None
+    save_u = [float(time_map.grid(steps)[k]) for k in save_index] if time_map else []
+
+    samples, trajectories, nfe, info = [], [], 0, {}
+    bar = tqdm(total=n, disable=not progress, desc=f"sampling ({solver})", unit="sample")
+    for start in range(0, n, batch_size):
+        indices = range(start, min(n, start + batch_size))
+        streams = SampleStreams(seed, indices, device)
+        x = process.prior_std() * streams.normal(problem.shape, dtype=dtype)   # first draw of each stream
+        context = problem.context
+        if context is not None:
+            context = context.to(device=device, dtype=dtype)
+            context = context[list(indices)] if context.ndim == 4 else context.expand(len(indices), *context.shape)
+        model = ScoreModel(problem.score_or_model, process, problem.parametrization, context,
+                           problem.guidance_scale, problem.guidance_rescale)
+        with torch.no_grad():
+            if solver in TORCHSDE_SOLVERS:
+                x, saved, sde = sample_torchsde(model, process, x, time_map, streams, steps, solver, save_u)
+                info = {"drift_calls": sde.drift_calls}
+            else:
+                x, saved = GRID_SAMPLERS[solver](
+                    model, process, x, t_grid, streams, save_index, s_churn=s_churn, s_tmin=s_tmin,
+                    s_tmax=s_tmax, s_noise=s_noise, snr=snr, corrector_steps=corrector_steps,
+                    rtol=rtol, atol=atol)
+            if denoise:
+                x = model.x0(x, torch.full((x.shape[0],), t_end, dtype=x.dtype, device=device))
+        nfe = model.calls
+        samples.append(x.cpu())
+        if save_index:
+            trajectories.append(torch.stack(saved, 1).cpu())
+        bar.update(len(indices))
+    bar.close()
+    return Solution(x=torch.cat(samples), trajectory=torch.cat(trajectories) if save_index else None,
+                    times=times, nfe=nfe, calls_per_evaluation=model.calls_per_evaluation, solver=solver,
+                    steps=steps, seed=seed, process=process, grid=grid, info=info)
+
+
+__all__ = ["SamplingProblem", "Solution", "solve", "SOLVERS", "DEFAULT_STEPS"]

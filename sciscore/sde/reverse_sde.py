@@ -1,0 +1,91 @@
+"""The reverse-time SDE as a torchsde SDE object.
+
+Reverse SDE (Anderson 1982; Song et al. 2021, eq. 6), run from t_start down to t_end:
+
+    dx = [f(t) x - g(t)^2 score(x, t)] dt + g(t) dW_bar.
+
+torchsde needs increasing times, so it is written in the solver time u of a ``TimeMap``
+(u = -t for the uniform grid), with t = t(u) decreasing and c(u) = |dt/du|:
+
+    dy = [-f(t) y + g(t)^2 score(y, t)] c(u) du + g(t) sqrt(c(u)) dW_u.
+
+The state is flattened to (batch, C*H*W); the score sees (B, C, H, W) and a (B,) time.
+g depends on t only, so the noise is additive: Milstein's correction g dg/dx and the
+Ito-Stratonovich correction 1/2 g dg/dx both vanish. Hence Milstein equals Euler-Maruyama path by
+path, and the same object may be declared Stratonovich (heun, midpoint, reversible_heun).
+
+``noise_type='additive'`` defines only f and g_prod (never the (B, d, d) matrix g), so torchsde's
+``srk`` uses its 2-stage SRA1 tableau. ``noise_type='diagonal'`` also defines g as a stride-0 view.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from sciscore.sde.processes import ForwardProcess
+from sciscore.sde.time_grids import TimeMap
+
+
+class ReverseSDE(torch.nn.Module):
+    """Reverse SDE for torchsde with f and g_prod (additive noise). ``score(x, t)`` takes
+    x (B, C, H, W), t (B,) and returns (B, C, H, W). ``score_calls`` counts score evaluations,
+    ``drift_calls`` counts torchsde's calls of f (SRA1 asks f twice at the step's start point; the
+    one-entry memo answers the repeat without a second score evaluation)."""
+
+    sde_type = "ito"
+    noise_type = "additive"
+
+    def __init__(self, score: Callable, process: ForwardProcess, shape, time_map: TimeMap,
+                 sde_type: str = "ito", probability_flow: bool = False):
+        super().__init__()
+        self.score, self.process, self.shape, self.time_map = score, process, tuple(shape), time_map
+        self.sde_type = sde_type
+        self.probability_flow = probability_flow
+        self.score_calls = 0
+        self.drift_calls = 0
+        self._memo = None
+
+    def _coefficients(self, u):
+        """f(t), g(t)^2 and |dt/du| at solver time u, and the (float64 0-d) process time t."""
+        t = self.time_map.t(u)
+        speed = self.time_map.speed(u)
+        f = self.process.log_scale_derivative(t)
+        g = self.process.diffusion(t)
+        return t, f, g, speed
+
+    def f(self, u, y):
+        self.drift_calls += 1
+        key = float(u)
+        if self._memo is not None and self._memo[0] == key and self._memo[1] is y \
+                and self._memo[2] == y._version:
+            return self._memo[3]
+        t, f, g, speed = self._coefficients(u)
+        batch = y.shape[0]
+        x = y.view(batch, *self.shape)
+        self.score_calls += 1
+        score = self.score(x, t.to(device=y.device, dtype=y.dtype).expand(batch)).reshape(batch, -1)
+        weight = 0.5 if self.probability_flow else 1.0
+        drift = (speed * (g**2 * weight)).to(y.dtype) * score - (speed * f).to(y.dtype) * y
+        self._memo = (key, y, y._version, drift)
+        return drift
+
+    def diffusion_scale(self, u) -> torch.Tensor:
+        """g(t(u)) sqrt(|dt/du|), 0-d float64."""
+        if self.probability_flow:
+            return torch.zeros((), dtype=torch.float64)
+        _, _, g, speed = self._coefficients(u)
+        return g * speed.sqrt()
+
+    def g_prod(self, u, y, v):
+        return self.diffusion_scale(u).to(y.dtype) * v
+
+
+class DiagonalReverseSDE(ReverseSDE):
+    """The same SDE with diagonal noise: g is a stride-0 (B, d) view (no memory)."""
+
+    noise_type = "diagonal"
+
+    def g(self, u, y):
+        return self.diffusion_scale(u).to(y.dtype).expand_as(y)

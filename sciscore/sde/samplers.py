@@ -1,0 +1,193 @@
+"""Samplers: torchsde solvers on the reverse SDE, and the probability-flow ODE, EDM and
+predictor-corrector samplers. One signature each:
+
+    sample_<name>(model, process, x, t_grid, streams, save_index, **knobs) -> (x, saved)
+
+model: ``ScoreModel`` (score(x, t), x0(x, t)); x (B, C, H, W) the prior draw at t_grid[0];
+t_grid: float64 (N + 1,) decreasing process times; streams: ``SampleStreams`` for the noise;
+save_index: grid indices whose states are returned in ``saved`` (a list of (B, C, H, W)).
+
+Reverse-SDE drift in process time (Song et al. 2021, eq. 6 and 13):
+    F_sde(x, t) = f(t) x - g(t)^2 score(x, t),   F_ode(x, t) = f(t) x - g(t)^2 score(x, t) / 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchdiffeq
+import torchsde
+
+from sciscore.errors import UserError
+from sciscore.sde.brownian import GridBrownian, SampleStreams
+from sciscore.sde.processes import ForwardProcess, _per_sample
+from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE
+from sciscore.sde.time_grids import TimeMap
+
+# solver -> (torchsde method, ReverseSDE class, sde_type, Levy area)
+TORCHSDE_SOLVERS = {
+    "euler": ("euler", DiagonalReverseSDE, "ito", "none"),
+    "milstein": ("milstein", DiagonalReverseSDE, "ito", "none"),
+    "srk": ("srk", ReverseSDE, "ito", "space-time"),          # additive: SRA1, 3 f calls a step
+    "heun": ("heun", DiagonalReverseSDE, "stratonovich", "none"),
+    "midpoint": ("midpoint", DiagonalReverseSDE, "stratonovich", "none"),
+    "reversible_heun": ("reversible_heun", DiagonalReverseSDE, "stratonovich", "none"),
+}
+OTHER_SOLVERS = ("ode-heun", "ode-adaptive", "edm", "pc")
+SOLVERS = tuple(TORCHSDE_SOLVERS) + OTHER_SOLVERS
+
+
+def _t_batch(t, x):
+    return torch.as_tensor(t, dtype=torch.float64).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+
+
+def ode_drift(model, process: ForwardProcess, x, t) -> torch.Tensor:
+    """dx/dt of the probability-flow ODE, f(t) x - g(t)^2 score / 2 (Song et al. 2021, eq. 13)."""
+    t64 = torch.as_tensor(t, dtype=torch.float64)
+    f = float(process.log_scale_derivative(t64))
+    g2 = float(process.diffusion(t64)) ** 2
+    return f * x - 0.5 * g2 * model.score(x, _t_batch(t, x))
+
+
+def ddim_step(model, process: ForwardProcess, x, t, t_next) -> torch.Tensor:
+    """Deterministic DDIM step x' = s' x0 + m' (x - s x0)/m (Song, Meng & Ermon 2021, eq. 12);
+    finite at zero terminal SNR (s = 0, m = 1), where the ODE drift is not."""
+    t64, n64 = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(t_next, dtype=torch.float64)
+    x0 = model.x0(x, _t_batch(t, x))
+    s, m = float(process.scale(t64)), float(process.marginal_std(t64))
+    s_next, m_next = float(process.scale(n64)), float(process.marginal_std(n64))
+    return s_next * x0 + m_next * (x - s * x0) / m
+
+
+def _starts_singular(process, t0) -> bool:
+    return not math.isfinite(float(process.sigma(torch.as_tensor(t0, dtype=torch.float64))))
+
+
+# ---------------------------------------------------------------------------------------------
+def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams, steps: int,
+                    solver: str, save_u=()):
+    """Integrate the reverse SDE with ``torchsde.sdeint`` (method by ``solver``) on the fixed grid
+    of ``time_map``; noise from a ``GridBrownian`` on the per-sample streams."""
+    method, sde_class, sde_type, levy = TORCHSDE_SOLVERS[solver]
+    batch, shape = x.shape[0], x.shape[1:]
+    sde = sde_class(model.score, process, shape, time_map, sde_type=sde_type)
+    u0, u1 = time_map.u_span
+    dim = math.prod(shape)
+    bm = GridBrownian(streams, u0, u1, steps, dim, dtype=x.dtype, levy_area_approximation=levy)
+    ts = torch.tensor(sorted({u0, *save_u, u1}), dtype=torch.float64)  # float64: exactly `steps` steps
+    dt = (u1 - u0) / steps * (1 + 1e-10)  # never a spurious tiny extra step from round-off
+    with torch.no_grad():
+        ys = torchsde.sdeint(sde, x.reshape(batch, dim), ts, bm=bm, method=method, dt=dt)
+    states = ys.view(len(ts), batch, *shape)
+    saved = {float(u): states[i] for i, u in enumerate(ts.tolist())}
+    return states[-1], [saved[u] for u in save_u], sde
+
+
+def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), **_):
+    """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1),
+    written for any s(t), sigma(t); 2 score evaluations a step (1 on a final step to t = 0)."""
+    saved = {0: x} if 0 in save_index else {}
+    for i in range(len(t_grid) - 1):
+        t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
+        if i == 0 and _starts_singular(process, t_cur):
+            x = ddim_step(model, process, x, t_cur, t_next)
+        else:
+            d_cur = ode_drift(model, process, x, t_cur)                       # Alg. 1 line 4
+            x_next = x + (t_next - t_cur) * d_cur                             # line 5
+            if t_next > 0:                                                    # line 6
+                d_prime = ode_drift(model, process, x_next, t_next)           # line 7
+                x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)  # line 8
+            x = x_next
+        if i + 1 in save_index:
+            saved[i + 1] = x
+    return x, [saved[k] for k in save_index]
+
+
+def sample_ode_adaptive(model, process, x, t_grid, streams=None, save_index=(), rtol=1e-5, atol=1e-5,
+                        method="dopri5", **_):
+    """Probability-flow ODE with torchdiffeq's adaptive ``method`` (Dormand-Prince by default)
+    from t_grid[0] to t_grid[-1]; saves at the grid points in ``save_index``."""
+    shape = x.shape
+
+    def rhs(t, x_flat):
+        return ode_drift(model, process, x_flat.view(shape), t).reshape(shape[0], -1)
+
+    times = sorted({0, *save_index, len(t_grid) - 1})
+    t_eval = torch.tensor([float(t_grid[k]) for k in times], dtype=torch.float64)
+    with torch.no_grad():
+        states = torchdiffeq.odeint(rhs, x.reshape(shape[0], -1), t_eval,
+                                    rtol=rtol, atol=atol, method=method)
+    states = states.to(x.dtype).view(len(times), *shape)
+    lookup = dict(zip(times, states))
+    return lookup[len(t_grid) - 1], [lookup[k] for k in save_index]
+
+
+def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(), s_churn=0.0,
+               s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0, **_):
+    """EDM stochastic sampler (Karras et al. 2022, Algorithm 2): churn noise up to
+    sigma_hat = sigma_i (1 + gamma_i), then a Heun step of the PF-ODE. For s(t) != 1 the churn acts
+    on x/s: x_hat = s(t_hat)/s(t_i) x_i + s(t_hat) sqrt(sigma_hat^2 - sigma_i^2) S_noise eps."""
+    steps = len(t_grid) - 1
+    saved = {0: x} if 0 in save_index else {}
+    for i in range(steps):
+        t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
+        t64 = torch.tensor(t_cur, dtype=torch.float64)
+        sigma_cur = float(process.sigma(t64))
+        eps = streams.normal(x.shape[1:], dtype=x.dtype)  # one draw a step, used or not: stream stays aligned
+        if i == 0 and _starts_singular(process, t_cur):
+            x = ddim_step(model, process, x, t_cur, t_next)
+        else:
+            gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= sigma_cur <= s_tmax else 0.0  # line 5
+            t_hat, x_hat = t_cur, x
+            if gamma > 0:
+                sigma_hat = sigma_cur * (1 + gamma)
+                t_hat = float(process.t_of_sigma(torch.tensor(sigma_hat, dtype=torch.float64)))
+                s_cur, s_hat = float(process.scale(t64)), float(process.scale(torch.tensor(t_hat, dtype=torch.float64)))
+                x_hat = s_hat / s_cur * x + s_hat * math.sqrt(sigma_hat**2 - sigma_cur**2) * s_noise * eps  # line 6
+            d_cur = ode_drift(model, process, x_hat, t_hat)                         # line 7
+            x_next = x_hat + (t_next - t_hat) * d_cur                               # line 8
+            if t_next > 0:
+                d_prime = ode_drift(model, process, x_next, t_next)                 # line 10
+                x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)  # line 11
+            x = x_next
+        if i + 1 in save_index:
+            saved[i + 1] = x
+    return x, [saved[k] for k in save_index]
+
+
+def sample_pc(model, process, x, t_grid, streams: SampleStreams, save_index=(), snr=0.16,
+              corrector_steps=1, **_):
+    """Predictor-corrector (Song et al. 2021, Algorithms 2-3): at each t_i, ``corrector_steps``
+    Langevin steps x <- x + e score + sqrt(2 e) z with e = 2 alpha (snr |z| / |score|)^2
+    (alpha = (s(t_i)/s(t_i+1))^2, 1 for VE), then one Euler-Maruyama step of the reverse SDE."""
+    saved = {0: x} if 0 in save_index else {}
+    dims = tuple(range(1, x.ndim))
+    for i in range(len(t_grid) - 1):
+        t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
+        t64, n64 = torch.tensor(t_cur, dtype=torch.float64), torch.tensor(t_next, dtype=torch.float64)
+        alpha = float(process.scale(t64) / process.scale(n64)) ** 2
+        t_batch = _t_batch(t_cur, x)
+        for _ in range(corrector_steps):
+            score = model.score(x, t_batch)
+            z = streams.normal(x.shape[1:], dtype=x.dtype)
+            ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
+            step = _per_sample(2 * alpha * (snr * ratio) ** 2, x)
+            x = x + step * score + (2 * step).sqrt() * z
+        # predictor: Euler-Maruyama on dx = [f x - g^2 score] dt + g dW_bar, dt = t_next - t_cur < 0
+        g = float(process.diffusion(t64))
+        f = float(process.log_scale_derivative(t64))
+        z = streams.normal(x.shape[1:], dtype=x.dtype)
+        x = x + (t_next - t_cur) * (f * x - g**2 * model.score(x, t_batch)) + g * math.sqrt(t_cur - t_next) * z
+        if i + 1 in save_index:
+            saved[i + 1] = x
+    return x, [saved[k] for k in save_index]
+
+
+GRID_SAMPLERS = {"ode-heun": sample_ode_heun, "ode-adaptive": sample_ode_adaptive, "edm": sample_edm,
+                 "pc": sample_pc}
+
+
+def check_solver(solver: str) -> None:
+    if solver not in SOLVERS:
+        raise UserError(f"unknown solver {solver!r}; expected one of {list(SOLVERS)}")
