@@ -204,3 +204,27 @@ def test_non_finite_values_are_a_user_error():
     samples["q"][1, 2, 3] = np.nan
     with pytest.raises(UserError, match="in the samples has 1 non-finite value"):
         compare(reference, samples, progress=False)
+
+
+def test_time_lat_lon_dims_and_plain_axes_without_cartopy(tmp_path):
+    ds = gaussian_random_fields(6, size=16, seed=6).rename({"sample": "time", "y": "lat", "x": "lon"})
+    ds = ds.assign_coords(lat=np.linspace(-60, 60, 16), lon=np.linspace(0, 337.5, 16))
+    result = compare(ds, ds, progress=False)
+    assert float(result["q_w1_spatial_means"]) == 0.0 and float(result["q_ks_pixels"]) == 0.0
+    assert result.sizes["reference_sample"] == 6
+    out = write_report(result, ds, ds, tmp_path / "r")
+    assert (out / "q_samples.png").stat().st_size > 5000  # a map with cartopy, plain axes without
+
+
+def test_lat_lon_sample_grid_is_a_map_with_cartopy_even_without_coastline_data(tmp_path):
+    pytest.importorskip("cartopy")
+    from cartopy.mpl.geoaxes import GeoAxes
+
+    from sciscore.diagnostics import plots
+
+    ds = gaussian_random_fields(2, size=16, seed=7).rename({"y": "lat", "x": "lon"})
+    ds = ds.assign_coords(lat=np.linspace(-60, 60, 16), lon=np.linspace(-180, 157.5, 16))
+    figure = plots.sample_grid(ds["q"], ds["q"])
+    assert isinstance(figure.axes[0], GeoAxes)
+    plots.save(figure, tmp_path / "map.png")  # offline: no coastline download, no failure
+    assert (tmp_path / "map.png").stat().st_size > 5000

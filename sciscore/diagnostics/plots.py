@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -84,11 +85,29 @@ def sample_grid(reference: xr.DataArray, generated: xr.DataArray, n: int = 4) ->
     return figure
 
 
+def _coastline_file_exists() -> bool:
+    """True when the coarse GSHHS coastline is on disk (cartopy would otherwise download it at draw time)."""
+    import cartopy
+    from cartopy.io import Downloader
+
+    downloader = Downloader.from_config(("shapefiles", "gshhs", "c", 1))
+    format_dict = {"config": cartopy.config, "scale": "c", "level": 1}
+    found = downloader.pre_downloaded_path(format_dict)
+    return (found is not None and Path(found).exists()) or Path(downloader.target_path(format_dict)).exists()
+
+
 def _coastlines(ax, cfeature) -> None:
+    # the feature is read lazily when the figure is drawn, so check for the file first: offline, a
+    # missing coastline must not become a failed download inside savefig
     try:
-        ax.add_feature(cfeature.GSHHSFeature(scale="c"), linewidth=0.5)
-    except Exception as error:  # no coastline data offline: draw the map without them
+        available = _coastline_file_exists()
+    except Exception as error:  # an unexpected cartopy layout: draw the map without coastlines
         log.info("no coastlines drawn (%s)", error)
+        return
+    if available:
+        ax.add_feature(cfeature.GSHHSFeature(scale="c"), linewidth=0.5)
+    else:
+        log.info("no coastlines drawn: GSHHS data not found (install Debian's python-cartopy-data)")
 
 
 def spatial_mean_histograms(reference_means, generated_means, name: str, units: str | None = None,
