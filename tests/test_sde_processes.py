@@ -195,7 +195,7 @@ def test_time_grids():
     assert leading[0].item() == pytest.approx(0.901) and leading[-1].item() == pytest.approx(0.001)
     assert len(leading) == 10 and len(trailing) == 11
     linspace = time_grid(discrete, 10, "linspace")
-    assert linspace[0].item() == 1.0 and linspace[-2].item() == pytest.approx(0.001)
+    assert linspace[0].item() == 1.0 and linspace[1].item() == pytest.approx(0.889) and linspace[-1].item() == pytest.approx(0.001)
     with pytest.raises(UserError, match="DiscreteVP"):
         time_grid(VE(), 10, "trailing")
 
