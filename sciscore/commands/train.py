@@ -1,7 +1,167 @@
-"""`sciscore train`: train a score network on NetCDF fields."""
+"""`sciscore train`: train a score network on NetCDF fields.
 
-from sciscore.commands._common import register_not_ready
+Every option has a key in the TOML config (section.key, shown in --help); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from sciscore.commands._common import add_device, add_overwrite, add_quiet
+
+log = logging.getLogger(__name__)
+
+
+def _widths(text: str) -> list:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 32,64,128,256, got {text!r}") from None
+    return values
+
+
+AUGMENTATIONS = ("shifts", "flips", "rotations")
+
+
+def _augment(text: str) -> list:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in AUGMENTATIONS + ("none",)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad}; choose from {', '.join(AUGMENTATIONS)} or none")
+    return [v for v in names if v != "none"]
+
+
+# (dest, section, key): command-line options that map onto config keys
+OPTION_KEYS = [
+    ("data", "data", "paths"), ("variable", "data", "variables"), ("context_variable", "data", "context_variables"),
+    ("sample_dim", "data", "sample_dim"), ("spatial_dims", "data", "spatial_dims"),
+    ("validation_fraction", "data", "validation_fraction"), ("normalization", "data", "normalization"),
+    ("channels", "network", "channels"), ("num_residual", "network", "num_residual"),
+    ("dropout", "network", "dropout"), ("padding", "network", "padding"), ("mean_bypass", "network", "mean_bypass"),
+    ("preconditioning", "network", "preconditioning"),
+    ("process", "process", "name"), ("sigma_min", "process", "sigma_min"), ("sigma_max", "process", "sigma_max"),
+    ("loss", "loss", "kind"), ("mean_weight", "loss", "mean_weight"),
+    ("fluctuation_weight", "loss", "fluctuation_weight"), ("isotropy_weight", "loss", "isotropy_weight"),
+    ("context_dropout", "loss", "context_dropout"),
+    ("lr", "optimizer", "learning_rate"), ("warmup_steps", "optimizer", "warmup_steps"),
+    ("grad_clip", "optimizer", "grad_clip"), ("ema_decay", "optimizer", "ema_decay"),
+    ("steps", "training", "steps"), ("epochs", "training", "epochs"), ("batch_size", "training", "batch_size"),
+    ("seed", "training", "seed"), ("log_every", "training", "log_every"),
+    ("checkpoint_every", "training", "checkpoint_every"), ("validation_every", "training", "validation_every"),
+    ("device", "training", "device"), ("bf16", "training", "bf16"), ("compile", "training", "compile"),
+    ("channels_last", "training", "channels_last"), ("threads", "training", "threads"), ("quiet", "training", "quiet"),
+]
 
 
 def register(subparsers):
-    return register_not_ready(subparsers, "train", "Train a score network on NetCDF fields", "the training issue")
+    parser = subparsers.add_parser(
+        "train", help="Train a score network on NetCDF fields",
+        description="Train a score network (U-Net with mean bypass) on fields from NetCDF files and write a "
+                    "checkpoint directory. Every option is also a key of the TOML --config (shown as [section] key); "
+                    "the command line wins.",
+        epilog="example: sciscore train --data fields.nc --variable supersaturation --variable vorticity "
+               "--steps 300 -o runs/first",
+    )
+    io = parser.add_argument_group("data and output")
+    io.add_argument("--data", action="append", metavar="FILE", help="NetCDF/zarr file or glob (repeatable) [data] paths")
+    io.add_argument("--variable", action="append", metavar="NAME", help="variable to learn (repeatable) [data] variables")
+    io.add_argument("--context-variable", action="append", metavar="NAME",
+                    help="conditioning variable (repeatable) [data] context_variables")
+    io.add_argument("--sample-dim", metavar="NAME", help="name of the sample dimension [data] sample_dim")
+    io.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"), help="names of the spatial dims [data] spatial_dims")
+    io.add_argument("--validation-fraction", type=float, metavar="F", help="held-out fraction (default 0.1) [data] validation_fraction")
+    io.add_argument("--normalization", choices=("standard", "minmax", "mean-spatial"), help="[data] normalization (default standard)")
+    io.add_argument("--augment", type=_augment, metavar="LIST",
+                    help="comma list of shifts,flips,rotations (or none); flips change the sign of vorticity "
+                         "[data] shifts/flips/rotations")
+    io.add_argument("--config", metavar="FILE.toml", help="TOML file with [data] [network] [process] [loss] [optimizer] [training]")
+    io.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="checkpoint directory")
+    io.add_argument("--resume", action="store_true", help="continue the checkpoint in RUN_DIR (bit-exact on CPU)")
+    add_overwrite(io)
+    net = parser.add_argument_group("network")
+    net.add_argument("--channels", type=_widths, metavar="LIST", help="U-Net widths (default 32,64,128,256) [network] channels")
+    net.add_argument("--num-residual", type=int, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
+    net.add_argument("--dropout", type=float, metavar="P", help="dropout (default 0) [network] dropout")
+    net.add_argument("--padding", choices=("zero", "circular"), help="[network] padding (default zero)")
+    net.add_argument("--mean-bypass", choices=("none", "independent", "coupled"),
+                     help="mean bypass mode (default coupled) [network] mean_bypass")
+    net.add_argument("--no-mean-bypass", dest="mean_bypass", action="store_const", const="none",
+                     help="same as --mean-bypass none")
+    net.add_argument("--preconditioning", choices=("c_in", "edm", "none"), help="[network] preconditioning (default c_in)")
+    proc = parser.add_argument_group("forward process and loss")
+    proc.add_argument("--process", choices=("ve", "vp", "subvp", "edm"), help="[process] name (default ve)")
+    proc.add_argument("--sigma-min", type=float, metavar="S", help="[process] sigma_min (VE default 0.01)")
+    proc.add_argument("--sigma-max", metavar="S|auto",
+                      help="[process] sigma_max; auto = largest distance between training samples (VE default)")
+    proc.add_argument("--loss", choices=("dsm", "edm", "v"), help="[loss] kind (default dsm)")
+    proc.add_argument("--mean-weight", type=float, metavar="W", help="[loss] mean_weight (default 1)")
+    proc.add_argument("--fluctuation-weight", type=float, metavar="W", help="[loss] fluctuation_weight (default 1)")
+    proc.add_argument("--isotropy-weight", type=float, metavar="L", help="[loss] isotropy_weight (default 0)")
+    proc.add_argument("--context-dropout", type=float, metavar="P", help="[loss] context_dropout (default 0)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 300) [training] steps")
+    opt.add_argument("--epochs", type=int, metavar="N", help="passes over the data (overrides --steps) [training] epochs")
+    opt.add_argument("--batch-size", type=int, metavar="B", help="[training] batch_size (default 16)")
+    opt.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default 2e-4) [optimizer] learning_rate")
+    opt.add_argument("--warmup-steps", type=int, metavar="N", help="[optimizer] warmup_steps (default 100)")
+    opt.add_argument("--grad-clip", type=float, metavar="G", help="global gradient-norm clip, 0 = off (default 1) [optimizer] grad_clip")
+    opt.add_argument("--ema-decay", type=float, metavar="D", help="[optimizer] ema_decay (default 0.999)")
+    opt.add_argument("--seed", type=int, metavar="N", help="[training] seed (default 0)")
+    opt.add_argument("--log-every", type=int, metavar="N", help="[training] log_every (default 10)")
+    opt.add_argument("--checkpoint-every", type=int, metavar="N", help="[training] checkpoint_every (default 100)")
+    opt.add_argument("--validation-every", type=int, metavar="N", help="[training] validation_every (default 100)")
+    opt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast on CUDA [training] bf16")
+    opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the network [training] compile")
+    opt.add_argument("--channels-last", action="store_true", default=None, help="[training] channels_last")
+    opt.add_argument("--threads", type=int, metavar="N", help="CPU threads [training] threads")
+    opt.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    add_device(parser)
+    parser.set_defaults(device=None)
+    add_quiet(parser)
+    parser.set_defaults(quiet=None, func=run)
+    return parser
+
+
+def resolved_config(args: argparse.Namespace) -> dict:
+    """The nested config dict: the TOML file (if any) updated by the options given."""
+    from sciscore.train.config import merge, read_toml
+
+    base = read_toml(args.config) if args.config else {}
+    overrides: dict = {}
+    for dest, section, key in OPTION_KEYS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest == "sigma_max" and value != "auto":
+            try:
+                value = float(value)
+            except ValueError:
+                from sciscore.errors import UserError
+                raise UserError(f"--sigma-max must be a number or 'auto', got {value!r}") from None
+        overrides.setdefault(section, {})[key] = value
+    if args.augment is not None:
+        overrides.setdefault("data", {}).update({name: name in args.augment for name in AUGMENTATIONS})
+    if "process" in overrides and "name" in overrides["process"] and overrides["process"]["name"] != base.get("process", {}).get("name", "ve"):
+        base = {k: v for k, v in base.items() if k != "process"}  # another process: drop the file's parameters
+    return merge(base, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sciscore.train.config import config_from_dict
+    from sciscore.train.trainer import train
+
+    data = resolved_config(args)
+    config = config_from_dict(data)
+    if args.dry_run:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    result = train(config, args.output, resume=args.resume, overwrite=args.overwrite)
+    message = f"trained {result.step} steps; checkpoint in {result.run_dir}"
+    if result.validation_loss is not None:
+        message += f"; validation loss (EMA) {result.validation_loss:.4g}"
+    if result.skipped:
+        message += f"; {result.skipped} non-finite steps skipped"
+    log.info(message)
+    return 0

@@ -1,0 +1,18 @@
+"""Training: losses, EMA, the trainer, checkpoints and the training configuration."""
+
+from sciscore.train.checkpoint import check_compatible, grid_of, load_checkpoint, read_config, save_checkpoint
+from sciscore.train.config import (DataConfig, OptimizerConfig, TrainConfig, TrainingConfig, config_from_dict,
+                                   merge, read_toml)
+from sciscore.train.ema import ExponentialMovingAverage
+from sciscore.train.losses import (LossConfig, SigmaBinnedLoss, denoising_loss, draw_times, isotropy_penalty,
+                                   loss_weight, plain_denoising_loss, split_residual_loss)
+from sciscore.train.trainer import TrainResult, train, validation_loss
+
+__all__ = [
+    "check_compatible", "grid_of", "load_checkpoint", "read_config", "save_checkpoint",
+    "DataConfig", "OptimizerConfig", "TrainConfig", "TrainingConfig", "config_from_dict", "merge", "read_toml",
+    "ExponentialMovingAverage",
+    "LossConfig", "SigmaBinnedLoss", "denoising_loss", "draw_times", "isotropy_penalty", "loss_weight",
+    "plain_denoising_loss", "split_residual_loss",
+    "TrainResult", "train", "validation_loss",
+]

@@ -1,0 +1,264 @@
+"""Losses (the exact mean/fluctuation split, EDM and v weights, isotropy), EMA, the trainer
+(overfitting, bit-exact resume, NaN guard), checkpoints and the config validation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from sciscore.errors import UserError
+from sciscore.nn import NetworkConfig, build_network
+from sciscore.sde.processes import VE, VP
+from sciscore.train import (ExponentialMovingAverage, LossConfig, check_compatible, config_from_dict,
+                            denoising_loss, isotropy_penalty, load_checkpoint, plain_denoising_loss, train)
+from sciscore.train.data import data_statistics
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on the shared 2-core machine two spinning threads per process were ~30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+TINY = {"channels": [8, 16], "num_residual": 1, "embed_dim": 16, "bypass_width": 16}
+
+
+def fields(n=8, size=16, seed=0):
+    """`s`: random fields with random means; `vorticity`: zero spatial mean in every sample."""
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((n, size, size)) + 2 * rng.standard_normal((n, 1, 1))
+    w = rng.standard_normal((n, size, size))
+    w -= w.mean(axis=(1, 2), keepdims=True)
+    return xr.Dataset(
+        {"s": (("sample", "y", "x"), s.astype("float32"), {"units": "1", "long_name": "supersaturation"}),
+         "vorticity": (("sample", "y", "x"), w.astype("float32"), {"units": "s-1", "long_name": "relative vorticity"})},
+        coords={"y": ("y", np.arange(size) * 0.5, {"units": "m"}), "x": ("x", np.arange(size) * 0.5, {"units": "m"})})
+
+
+def tiny_config(steps=6, **training):
+    return config_from_dict({
+        "data": {"variables": ["s", "vorticity"], "validation_fraction": 0.25},
+        "network": TINY,
+        "training": {"steps": steps, "batch_size": 2, "log_every": 1, "checkpoint_every": 3, "validation_every": 0,
+                     "device": "cpu", "quiet": True, **training},
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+@pytest.mark.parametrize("kind,process", [("dsm", VE(sigma_max=20.0)), ("edm", VE(sigma_max=20.0)), ("v", VP())])
+def test_loss_split_sums_to_plain_loss(kind, process):
+    """Seed 000 eq. 16-17: mean term + fluctuation term == the plain loss (float64, exact up to round-off)."""
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(in_channels=2, mean_bypass="coupled", **TINY), process).double().eval()
+    x0, noise = torch.randn(3, 2, 8, 8, dtype=torch.float64), torch.randn(3, 2, 8, 8, dtype=torch.float64)
+    t = torch.tensor([0.05, 0.4, 0.9], dtype=torch.float64)
+    config = LossConfig(kind=kind)
+    terms = denoising_loss(net, process, x0, t, noise, config)
+    plain = plain_denoising_loss(net, process, x0, t, noise, config)
+    assert float(terms["mean"].detach()) > 0 and float(terms["fluctuation"].detach()) > 0
+    assert abs(float(terms["mean"] + terms["fluctuation"] - plain)) <= 1e-12 * float(plain)
+    assert float(terms["loss"]) == pytest.approx(float(plain), rel=1e-12)
+
+
+def test_v_loss_is_the_v_prediction_mse_for_vp():
+    """For VP, w (F + z)^2 with w = 1 + sigma^2 equals |v_hat - v|^2, v = alpha z - sigma_t x0."""
+    process = VP()
+    torch.manual_seed(1)
+    net = build_network(NetworkConfig(in_channels=1, mean_bypass="none", **TINY), process).double().eval()
+    x0, noise = torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    x_t = process.perturb(x0, t, noise)
+    alpha = process.scale(t)[:, None, None, None]
+    sigma_t = process.marginal_std(t)[:, None, None, None]
+    eps_hat = -net(x_t, t)
+    x0_hat = (x_t - sigma_t * eps_hat) / alpha
+    v, v_hat = alpha * noise - sigma_t * x0, alpha * eps_hat - sigma_t * x0_hat
+    expected = (v_hat - v).square().mean()
+    got = denoising_loss(net, process, x0, t, noise, LossConfig(kind="v"))["loss"]
+    assert float(got) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_isotropy_penalty_batch_mean_inside_the_square():
+    out = torch.stack([torch.zeros(1, 4, 4), torch.full((1, 4, 4), math.sqrt(2.0))])  # ||eps||^2/d = 0 and 2
+    assert float(isotropy_penalty(out)) == pytest.approx(0.0, abs=1e-12)          # (mean(0, 2) - 1)^2
+    assert float(isotropy_penalty(out, per_sample=True)) == pytest.approx(1.0)    # mean((0-1)^2, (2-1)^2)
+    assert float(isotropy_penalty(torch.full((2, 1, 4, 4), 3.0))) == pytest.approx(64.0)  # (9 - 1)^2
+
+
+# ---------------------------------------------------------------------------------------------
+# EMA
+def test_ema_update_formula():
+    net = torch.nn.Linear(3, 2)
+    ema = ExponentialMovingAverage(net, decay=0.9, warmup=False)
+    before = [p.detach().clone() for p in ema.network.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema.update(net, step=0)
+    for old, new, cur in zip(before, ema.network.parameters(), net.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * cur)
+    assert ExponentialMovingAverage(net, 0.999).decay_at(0) == pytest.approx(0.1)   # warm-up (1+k)/(10+k)
+    assert ExponentialMovingAverage(net, 0.999).decay_at(10**6) == 0.999
+
+
+# ---------------------------------------------------------------------------------------------
+# Data statistics
+def test_constant_mean_channels_are_detected():
+    x = torch.randn(10, 2, 8, 8, dtype=torch.float64)
+    x[:, 1] -= x[:, 1].mean(dim=(-2, -1), keepdim=True) - 0.3
+    stats = data_statistics(x.float())
+    assert stats["constant_means"][0] is None
+    assert stats["constant_means"][1] == pytest.approx(0.3, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer
+def _losses(history):
+    return [r["loss"] for r in history if "loss" in r]
+
+
+def test_resume_is_bit_exact(tmp_path):
+    """Interrupted (3 steps) + resumed (to 6) gives the same loss trace as 6 steps straight,
+    with dropout, augmentation and EMA on."""
+    ds = fields()
+
+    def config(steps):
+        c = tiny_config(steps)
+        c.network.dropout = 0.3
+        c.data.shifts = c.data.flips = True
+        return c
+    whole = train(config(6), tmp_path / "whole", dataset=ds)
+    train(config(3), tmp_path / "split", dataset=ds)
+    resumed = train(config(6), tmp_path / "split", dataset=ds, resume=True)
+    trace = [json.loads(line)["loss"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert trace == _losses(whole.history) and len(trace) == 6
+    assert _losses(resumed.history) == trace[3:]
+    a, _ = load_checkpoint(tmp_path / "whole", ema=True)
+    b, _ = load_checkpoint(tmp_path / "split", ema=True)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_checkpoint_round_trip_raw_and_ema(tmp_path):
+    ds = fields()
+    config = tiny_config(4)
+    result = train(config, tmp_path / "run", dataset=ds)
+    assert result.step == 4
+    raw, saved = load_checkpoint(tmp_path / "run", ema=False)
+    ema, _ = load_checkpoint(tmp_path / "run", ema=True)
+    assert not raw.training and not ema.training
+    assert saved["variables"] == ["s", "vorticity"] and saved["step"] == 4
+    assert saved["grid"]["shape"] == [16, 16] and saved["grid"]["x"][1] == 0.5
+    assert saved["variable_attrs"]["s"]["long_name"] == "supersaturation"
+    assert set(saved["constant_means"]) == {"vorticity"}
+    assert saved["normalizer"]["variables"] == ["s", "vorticity"]
+    assert saved["process"]["name"] == "ve" and saved["process"]["sigma_max"] > 1
+    # raw weights and EMA weights are different tensors, each restored exactly
+    from safetensors.torch import load_file
+    for network, name in ((raw, "model"), (ema, "ema")):
+        stored = load_file(str(tmp_path / "run" / f"{name}.safetensors"))
+        for key, value in network.state_dict().items():
+            assert torch.equal(value, stored[key]), (name, key)
+    assert any(not torch.equal(p, q) for p, q in zip(raw.parameters(), ema.parameters()))
+    # the reloaded network computes what the trained one computed: same output twice
+    x, t = torch.randn(2, 2, 16, 16), torch.tensor([0.2, 0.6])
+    torch.testing.assert_close(ema(x, t), load_checkpoint(tmp_path / "run")[0](x, t), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+def test_cli_trains_from_netcdf_and_toml(tmp_path, capsys):
+    from sciscore.cli import main
+    from sciscore.fields import write_fields
+
+    data = write_fields(fields(), tmp_path / "fields.nc")
+    toml = tmp_path / "train.toml"
+    toml.write_text('[network]\nchannels = [8, 16]\nnum_residual = 1\nembed_dim = 16\nbypass_width = 16\n'
+                    '[training]\nsteps = 50\nbatch_size = 2\nthreads = 1\n')
+    args = ["train", "--data", str(data), "--variable", "s", "--variable", "vorticity", "--config", str(toml),
+            "--steps", "2", "--augment", "shifts,flips", "--device", "cpu", "-q", "-o", str(tmp_path / "run")]
+    assert main(args) == 0
+    network, config = load_checkpoint(tmp_path / "run")
+    assert config["step"] == 2                      # the command line wins over the file
+    assert config["network"]["channels"] == [8, 16]  # the file wins over the defaults
+    assert config["training_config"]["data"]["flips"] is True
+    assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
+    assert main(args[:-2] + ["--steps", "3", "--resume", "-o", str(tmp_path / "run")]) == 0
+    assert load_checkpoint(tmp_path / "run")[1]["step"] == 3
+    toml.write_text("[training]\nbatchsize = 2\n")
+    capsys.readouterr()
+    assert main(args[:-1] + [str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "'training.batchsize' (did you mean 'training.batch_size'?)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_errors(tmp_path):
+    ds = fields()
+    train(tiny_config(3), tmp_path / "run", dataset=ds)
+    _, config = load_checkpoint(tmp_path / "run")
+    with pytest.raises(UserError, match=r"trained on variables \['s', 'vorticity'\], not \['temperature'\]"):
+        check_compatible(config, variables=["temperature"])
+    with pytest.raises(UserError, match="16x16 grid, not 32x32"):
+        check_compatible(config, grid=(32, 32))
+    shifted = fields().assign_coords(x=np.arange(16) * 0.25)
+    with pytest.raises(UserError, match="x coordinates differ"):
+        check_compatible(config, grid=shifted)
+    check_compatible(config, variables=["s", "vorticity"], grid=ds)  # the training data itself is fine
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing")
+    path = tmp_path / "run" / "ema.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(tmp_path / "run")
+    (tmp_path / "run" / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(tmp_path / "run")
+    with pytest.raises(UserError, match="already holds a checkpoint"):
+        train(tiny_config(3), tmp_path / "run", dataset=ds)
+
+
+def test_bad_config_keys_are_named():
+    with pytest.raises(UserError, match=r"'training.stpes' \(did you mean 'training.steps'\?\)"):
+        config_from_dict({"training": {"stpes": 3}})
+    with pytest.raises(UserError, match=r"'netwrok'"):
+        config_from_dict({"netwrok": {}})
+    with pytest.raises(UserError, match=r"'network.chanels'"):
+        config_from_dict({"network": {"chanels": [8]}})
+    with pytest.raises(UserError, match="derived from the data"):
+        config_from_dict({"network": {"in_channels": 3}})
+
+
+def test_nonfinite_guard_stops_with_a_clear_message(tmp_path):
+    config = tiny_config(40, max_nonfinite=3)
+    config.optimizer.learning_rate = 1e30
+    config.optimizer.warmup_steps = 1
+    with pytest.raises(UserError, match="3 non-finite losses in a row"):
+        train(config, tmp_path / "run", dataset=fields())
+
+
+@pytest.mark.parametrize("mode", ["independent", "coupled"])
+def test_tiny_model_overfits_a_handful_of_fields(mode):
+    """Four fields, each with one fixed noise level and noise draw: Adam on the denoising loss
+    drives it down by more than 10x (the network, bypass and loss can fit; gradients flow)."""
+    torch.manual_seed(0)
+    process = VE(sigma_max=20.0)
+    net = build_network(NetworkConfig(in_channels=2, mean_bypass=mode, channels=(16, 32), num_residual=1,
+                                      embed_dim=32, bypass_width=32), process)
+    x0 = torch.randn(4, 2, 16, 16) + torch.randn(4, 2, 1, 1)
+    t, noise = torch.tensor([0.3, 0.5, 0.7, 0.9]), torch.randn(4, 2, 16, 16)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    config = LossConfig()
+    history = []
+    for _ in range(120):
+        loss = denoising_loss(net, process, x0, t, noise, config)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss))
+    assert history[-1] < history[0] / 10, (history[0], history[-1])
