@@ -43,17 +43,21 @@ class IFRK4:
             cdtype = complex_dtype(self.L)
             self.E = torch.exp(dt * L64).to(cdtype)
             self.E_half = torch.exp(0.5 * dt * L64).to(cdtype)
+            self.E_half_x2 = 2 * self.E_half
             self._dt = dt
 
     def step(self, q: torch.Tensor, dt: float, N: Nonlinear) -> torch.Tensor:
         self._coefficients(dt)
         E, E_half, h = self.E, self.E_half, dt
         k1 = N(q)
-        k2 = N(E_half * (q + (0.5 * h) * k1))
+        k2 = N(E_half * torch.add(q, k1, alpha=0.5 * h))
         Eq_half = E_half * q
-        k3 = N(Eq_half + (0.5 * h) * k2)
-        k4 = N(E * q + h * (E_half * k3))
-        return E * q + (h / 6) * (E * k1 + 2 * (E_half * (k2 + k3)) + k4)
+        k3 = N(torch.add(Eq_half, k2, alpha=0.5 * h))
+        Eq = E * q
+        k4 = N(torch.add(Eq, E_half * k3, alpha=h))
+        increment = E * k1
+        increment.addcmul_(self.E_half_x2, k2 + k3).add_(k4)
+        return Eq.add_(increment, alpha=h / 6)
 
 
 class ETDRK4:
@@ -90,19 +94,22 @@ class ETDRK4:
         self.f1 = (dt * mean((-4 - z + ez * (4 - 3 * z + z**2)) / z**3)).to(cdtype)
         self.f2 = (dt * mean((2 + z + ez * (z - 2)) / z**3)).to(cdtype)
         self.f3 = (dt * mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3)).to(cdtype)
+        self.f2_x2 = 2 * self.f2
         self._dt = dt
 
     def step(self, q: torch.Tensor, dt: float, N: Nonlinear) -> torch.Tensor:
         self._coefficients(dt)
         Nq = N(q)
         Eq_half = self.E_half * q
-        a = Eq_half + self.Q * Nq
+        a = torch.addcmul(Eq_half, self.Q, Nq)
         Na = N(a)
-        b = Eq_half + self.Q * Na
+        b = torch.addcmul(Eq_half, self.Q, Na)
         Nb = N(b)
-        c = self.E_half * a + self.Q * (2 * Nb - Nq)
+        c = torch.addcmul(self.E_half * a, self.Q, torch.sub(Nb, Nq, alpha=0.5), value=2)
         Nc = N(c)
-        return self.E * q + self.f1 * Nq + 2 * (self.f2 * (Na + Nb)) + self.f3 * Nc
+        out = self.E * q
+        out.addcmul_(self.f1, Nq).addcmul_(self.f2_x2, Na.add_(Nb)).addcmul_(self.f3, Nc)
+        return out
 
 
 STEPPERS = {"IFRK4": IFRK4, "ETDRK4": ETDRK4}

@@ -3,7 +3,8 @@
 For each resolution N the step of a `Problem` (ETDRK4, split condensation, forcing on, `members`
 ensemble members) is timed, and so are the torch.fft calls of the same shapes that the step makes:
 per RHS evaluation one irfft2 of (B, 4, N, N//2+1) and one rfft2 of (B, 4, N, N) (×4 evaluations), two
-half condensation steps (irfft2 + rfft2 of (B, 1, ...)) and the forcing rfft2 of (B, N, N).
+condensation step (irfft2 + rfft2 of (B, 1, ...); consecutive Strang halves are merged) and the
+forcing rfft2 of (B, N, N).
 Both are measured interleaved in the same process (repeats alternate), and the medians are compared,
 so the ratio is meaningful even on a loaded machine.
 
@@ -53,15 +54,14 @@ def measure(n: int, members: int, device: torch.device, dtype: torch.dtype, step
         for _ in range(4):  # four nonlinear evaluations per step
             torch.fft.irfft2(spectral4, s=(n, n))
             torch.fft.rfft2(physical4)
-        for _ in range(2):  # two half steps of the pointwise condensation
-            torch.fft.irfft2(spectral1, s=(n, n))
-            torch.fft.rfft2(physical1)
+        torch.fft.irfft2(spectral1, s=(n, n))  # the pointwise condensation step
+        torch.fft.rfft2(physical1)
         torch.fft.rfft2(physical1)  # forcing noise
 
     ffts_of_one_step()
     step_times, fft_times = [], []
     for _ in range(rounds):
-        step_times.append(_time(lambda: stepforward(problem, 1), steps, device))
+        step_times.append(_time(lambda: stepforward(problem, steps), 1, device) / steps)
         fft_times.append(_time(ffts_of_one_step, steps, device))
     step, fft = statistics.median(step_times), statistics.median(fft_times)
     return {"n": n, "members": members, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
