@@ -70,13 +70,14 @@ def recipe_from_args(args: argparse.Namespace):
 
     options = load_recipe(args.recipe) if args.recipe else {}
     names = {f.name for f in dataclasses.fields(Recipe)} - {"model", "name"}
+    machine_only = {"device", "threads"}  # where it runs, not what it computes
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
     if args.model:
         options["model"] = {**options.get("model", {}), **dict(args.model)}
-    if args.recipe and any(getattr(args, name, None) is not None for name in names - {"device"}):
+    if args.recipe and any(getattr(args, name, None) is not None for name in names - machine_only):
         options["name"] = f"{options.get('name', 'custom')} (modified)"
     try:
         return Recipe(**options)
@@ -85,21 +86,17 @@ def recipe_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from sciscore.fields import write_fields
     from sciscore.fields.io import check_writable
     from sciscore.simulate.recipes import simulate_dataset
 
     recipe = recipe_from_args(args)
     check_writable(args.output, args.overwrite)  # fail before hours of work, not after
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     ds = simulate_dataset(recipe, progress=not args.quiet)
     seconds = time.perf_counter() - start
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(dataclasses.asdict(recipe).items())
-                       if k not in ("model", "name", "device"))
+                       if k not in ("model", "name", "device", "threads") and v is not None)
     path = write_fields(
         ds, args.output, overwrite=args.overwrite,
         title=f"moist 2D turbulence, {recipe.resolution}x{recipe.resolution}, {recipe.samples} samples"

@@ -54,6 +54,7 @@ class Recipe:
     dtype: str = "float32"
     cfl: float = 0.5
     device: str = "auto"
+    threads: int | None = None
     model: dict = field(default_factory=dict)
     name: str = ""
 
@@ -94,7 +95,8 @@ class Recipe:
         return self.spinup + relax + self.rounds * self.interval
 
     def to_attrs(self) -> dict:
-        out = {f"recipe_{k}": v for k, v in dataclasses.asdict(self).items() if k not in ("model", "device")}
+        out = {f"recipe_{k}": v for k, v in dataclasses.asdict(self).items()
+               if k not in ("model", "device", "threads")}
         out["recipe_spinup_resolution"] = self.spinup_resolution or self.resolution
         out["recipe_name"] = self.name or "custom"
         return out
@@ -138,6 +140,8 @@ def simulate_dataset(recipe: Recipe, progress: bool = True) -> xr.Dataset:
     from tqdm.auto import tqdm
 
     device = resolve_device(recipe.device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
     dtype = DTYPES[recipe.dtype]
     seeds = torch.Generator().manual_seed(recipe.seed)
     # two derived seeds: one stream for the spin-up grid, one for the sampling grid
