@@ -228,3 +228,17 @@ def test_lat_lon_sample_grid_is_a_map_with_cartopy_even_without_coastline_data(t
     assert isinstance(figure.axes[0], GeoAxes)
     plots.save(figure, tmp_path / "map.png")  # offline: no coastline download, no failure
     assert (tmp_path / "map.png").stat().st_size > 5000
+
+
+def test_condensation_rate_of_supersaturation_is_compared():
+    reference = gaussian_random_fields(8, size=16, seed=8, name="supersaturation")
+    reference.attrs["param_tau_c"] = 0.1
+    samples = reference.copy(deep=True)
+    samples["supersaturation"] = 2 * reference["supersaturation"]  # s⁺ doubles, so does s⁺/τc
+    result = compare(reference, samples, progress=False)
+    figures = summary_figures(result, "supersaturation")
+    assert figures["condensation_rate_ratio"] == pytest.approx(2.0, rel=1e-12)
+    positive = reference["supersaturation"].clip(min=0).astype("float64").mean(("y", "x")) / 0.1
+    np.testing.assert_allclose(result["supersaturation_condensation_rate_reference"], positive, rtol=1e-12)
+    assert figures["w1_condensation_rate"] == pytest.approx(float(positive.mean()), rel=1e-12)  # W1(a, 2a) = mean(a), a ≥ 0
+    assert "q_condensation_rate_reference" not in compare(gaussian_random_fields(4, size=8), gaussian_random_fields(4, size=8, seed=1), progress=False)

@@ -21,12 +21,14 @@ from sciscore.diagnostics import distances
 from sciscore.diagnostics._dims import resolve_dims
 from sciscore.diagnostics._progress import compute
 from sciscore.diagnostics.spectra import power_spectrum, spectrum_bands
-from sciscore.diagnostics.statistics import cumulants, density, histogram_edges, pixel_histogram, unit_power
+from sciscore.diagnostics.statistics import (condensation_rate, cumulants, density, histogram_edges, pixel_histogram,
+                                             unit_power)
 from sciscore.errors import UserError
 
 CUMULANT_NAMES = ("variance", "kappa3", "kappa4", "skewness", "excess_kurtosis")
 QQ_PROBABILITIES = np.linspace(0.01, 0.99, 99)
 DEFAULT_BINS = 1000
+DEFAULT_TAU_C = 1e-2  # the reference simulation's condensation time (CliMAgen `make_icr`)
 CHUNK_BYTES = 64 * 2**20
 
 # Scalars reported per variable: name -> (long name, units relation to the field: 0 none, 1 same)
@@ -51,6 +53,11 @@ SCALARS = {
     "w1_excess_kurtosis": ("Wasserstein-1 distance of per-sample excess kurtosis", 0),
     "mean_std_correlation_reference": ("correlation of spatial mean and fluctuation std over reference samples", 0),
     "mean_std_correlation_generated": ("correlation of spatial mean and fluctuation std over generated samples", 0),
+}
+# only for a supersaturation (compare_variable with tau_c); units: those of s per unit time
+CONDENSATION_SCALARS = {
+    "w1_condensation_rate": ("Wasserstein-1 distance of per-sample mean condensation rate s+/tau_c", 2),
+    "condensation_rate_ratio": ("generated over reference mean condensation rate", 0),
 }
 
 
@@ -93,8 +100,13 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
                      spatial_dims=None, bins: int = DEFAULT_BINS,
                      probabilities=distances.QUANTILE_PROBABILITIES, band=(0.1, 0.9),
                      color_shift_threshold: float = 0.3, alpha: float = 0.01,
-                     n_permutations: int = 200, seed: int = 0, progress: bool = True) -> xr.Dataset:
-    """All diagnostics of one variable (DataArrays (sample, y, x) on the same grid); names unprefixed."""
+                     n_permutations: int = 200, seed: int = 0, tau_c: float | None = None,
+                     progress: bool = True) -> xr.Dataset:
+    """All diagnostics of one variable (DataArrays (sample, y, x) on the same grid); names unprefixed.
+
+    With `tau_c`, the variable is a supersaturation s and the per-sample mean condensation rate
+    mean(s⁺)/τc of both sets is compared too.
+    """
     name = str(reference.name or "field")
     ref, ref_dims = _as_field(reference.to_dataset(name=name), name, "the reference", sample_dim, spatial_dims)
     gen, gen_dims = _as_field(generated.to_dataset(name=name), name, "the samples", sample_dim, spatial_dims)
@@ -103,6 +115,9 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
 
     # pass 1: per-sample cumulants and spectra, and the value range of both sets
     ref_stats, gen_stats = cumulants(ref, ref_dims.spatial), cumulants(gen, gen_dims.spatial)
+    if tau_c is not None:
+        ref_stats["condensation_rate"] = condensation_rate(ref.astype("float64"), tau_c).mean(ref_dims.spatial)
+        gen_stats["condensation_rate"] = condensation_rate(gen.astype("float64"), tau_c).mean(gen_dims.spatial)
     ref_spectra, gen_spectra = power_spectrum(ref, ref_dims.spatial), power_spectrum(gen, gen_dims.spatial)
     ref_stats, gen_stats, ref_spectra, gen_spectra, extremes, non_finite = compute(
         ref_stats, gen_stats, ref_spectra, gen_spectra,
@@ -125,7 +140,7 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
     for source, stats, dims in (("reference", ref_stats, ref_dims), ("generated", gen_stats, gen_dims)):
         sample = f"{source}_sample"
         out[f"spatial_mean_{source}"] = _per_sample(stats["mean"], dims.sample, sample)
-        for key in CUMULANT_NAMES:
+        for key in CUMULANT_NAMES + (("condensation_rate",) if tau_c is not None else ()):
             out[f"{key}_{source}"] = _per_sample(stats[key], dims.sample, sample)
     ref_bands = spectrum_bands(ref_spectra, ref_dims.sample, band)
     gen_bands = spectrum_bands(gen_spectra, gen_dims.sample, band)
@@ -202,11 +217,17 @@ def compare_variable(reference: xr.DataArray, generated: xr.DataArray, *, sample
         "mean_std_correlation_reference": _mean_std_correlation(ref_means, ref_stats["variance"], ref_rms),
         "mean_std_correlation_generated": _mean_std_correlation(gen_means, gen_stats["variance"], gen_rms),
     }
+    if tau_c is not None:
+        ref_rate, gen_rate = ref_stats["condensation_rate"].values, gen_stats["condensation_rate"].values
+        scalars["w1_condensation_rate"] = distances.wasserstein1(ref_rate, gen_rate)
+        scalars["condensation_rate_ratio"] = float(gen_rate.mean() / ref_rate.mean()) if ref_rate.mean() > 0 else float("nan")
     for key, value in scalars.items():
         out[key] = ((), value)
-        long_name, same_units = SCALARS[key]
+        long_name, same_units = {**SCALARS, **CONDENSATION_SCALARS}[key]
         out[key].attrs = {"long_name": long_name}
-        if same_units and units is not None:
+        if same_units == 2:
+            out[key].attrs["tau_c"] = tau_c
+        elif same_units and units is not None:
             out[key].attrs["units"] = units
         elif not same_units:
             out[key].attrs["units"] = "1"
@@ -244,17 +265,22 @@ def _describe(out: xr.Dataset, name: str, units: str | None) -> None:
             unit = unit_power(units, 3)
         elif var.startswith(("kappa4", "qq_kappa4")):
             unit = unit_power(units, 4)
+        elif var.startswith("condensation_rate"):
+            unit = None  # units of s per time unit of tau_c, which the data do not state
+            attrs["long_name"] = f"spatial mean condensation rate s+/tau_c of {name}, {source}"
         elif var.startswith("pixel_density"):
             unit = unit_power(units, -1)
         else:
             unit = "1"
-        attrs["long_name"] = f"{var.removesuffix('_' + source).replace('_', ' ')} of {name}" + (f", {source}" if source else "")
+        attrs.setdefault("long_name", f"{var.removesuffix('_' + source).replace('_', ' ')} of {name}"
+                         + (f", {source}" if source else ""))
         if unit is not None:
             attrs["units"] = unit
 
 
 def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sample_dim=None,
-            spatial_dims=None, progress: bool = True, **options) -> xr.Dataset:
+            spatial_dims=None, condensation_variables=("supersaturation",), progress: bool = True,
+            **options) -> xr.Dataset:
     """Compare generated `samples` with `reference` for each of `variables` (default: all shared ones).
 
     Parameters
@@ -265,6 +291,9 @@ def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sampl
         Default: every variable with three dims present in both.
     sample_dim, spatial_dims : optional
         Dim names when `sciscore.fields.field_dims` cannot tell them.
+    condensation_variables : names of supersaturation variables
+        For these the condensation rate s⁺/τc is compared too, with τc from the reference's
+        ``param_tau_c`` attribute (written by `sciscore simulate`) or 1e-2.
     **options
         Passed to `compare_variable`: ``bins`` (pixel histogram bins, default 1000),
         ``probabilities``, ``band``, ``color_shift_threshold`` (0.3), ``alpha`` (0.01),
@@ -288,8 +317,12 @@ def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sampl
                                 f"{', '.join(map(str, ds.data_vars)) or 'none'}")
     parts = []
     for name in variables:
+        tau_c = None
+        if name in condensation_variables:
+            tau_c = float(reference.attrs.get("param_tau_c", DEFAULT_TAU_C))
+            tau_c = tau_c if np.isfinite(tau_c) and tau_c > 0 else None
         part = compare_variable(reference[name], samples[name], sample_dim=sample_dim,
-                                spatial_dims=spatial_dims, progress=progress, **options)
+                                spatial_dims=spatial_dims, progress=progress, tau_c=tau_c, **options)
         rename = {var: f"{name}_{var}" for var in part.data_vars}
         parts.append(part.rename(rename))
     out = xr.merge(parts, compat="override", join="outer", combine_attrs="override")
@@ -301,4 +334,5 @@ def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sampl
 
 def summary_figures(comparison: xr.Dataset, variable: str) -> dict:
     """The scalar figures of one variable as a plain dict (name -> float)."""
-    return {key: float(comparison[f"{variable}_{key}"]) for key in SCALARS}
+    keys = list(SCALARS) + [key for key in CONDENSATION_SCALARS if f"{variable}_{key}" in comparison]
+    return {key: float(comparison[f"{variable}_{key}"]) for key in keys}

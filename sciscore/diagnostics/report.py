@@ -34,6 +34,8 @@ TABLE_ROWS = (
     ("ks_pixels", "KS of pixel values (histogram; exact ≤ upper bound)", "≈ 0"),
     ("w1_skewness", "W1 of per-sample skewness", "≈ 0"),
     ("w1_excess_kurtosis", "W1 of per-sample excess kurtosis", "≈ 0"),
+    ("condensation_rate_ratio", "mean condensation rate s⁺/τc, generated / reference", "≈ 1"),
+    ("w1_condensation_rate", "W1 of per-sample mean condensation rate", "≈ 0"),
     ("mean_std_correlation_reference", "corr(spatial mean, fluctuation std), reference", "—"),
     ("mean_std_correlation_generated", "corr(spatial mean, fluctuation std), generated", "≈ reference"),
 )
@@ -67,6 +69,8 @@ def summary_markdown(comparison: xr.Dataset, figures: dict[str, list[str]] | Non
                   f"the {score.attrs['color_shift_normalizer']}). Units: {units or 'those of the field'}.",
                   "", "| figure | value | good when |", "|---|---|---|"]
         for key, label, good in TABLE_ROWS:
+            if key not in figures_of:
+                continue
             value = _format(figures_of[key])
             if key == "w1_pixels":
                 value += f" ± {_format(figures_of['w1_pixels_error_bound'])}"
