@@ -117,6 +117,7 @@ def _default_device(model) -> torch.device:
 
 def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = None, n: int = 1,
           seed: int = 0, batch_size: int | None = None, save_at=None, progress: bool = False, *,
+          start_index: int = 0,
           grid: str | None = None, rho: float | None = None, denoise: bool = False, device=None,
           dtype=torch.float32, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
           s_noise: float = 1.0, snr: float = 0.16, corrector_steps: int = 1, rtol: float = 1e-5,
@@ -124,8 +125,9 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
     """Draw ``n`` samples of ``problem`` with ``solver`` (one of ``SOLVERS``).
 
     steps: solver steps (default ``DEFAULT_STEPS[solver]``; ignored by 'ode-adaptive').
-    seed: sample i uses the stream (seed, i) for its prior draw and all its noise, so it does not
-    depend on batch_size. save_at: process times to keep (snapped to the nearest grid time).
+    seed: sample i uses the stream (seed, start_index + i) for its prior draw and all its noise, so
+    it depends on neither batch_size nor how the n samples are split (start_index lets several
+    processes or devices draw disjoint parts of one sample set). save_at: process times to keep (snapped to the nearest grid time).
     grid: 'uniform' or 'karras' (default: 'karras' for EDM, else 'uniform'); discrete grids
     'leading' / 'linspace' / 'trailing' for DiscreteVP with the ode-heun, edm and pc solvers.
     denoise: finish with Tweedie's x0 = E[x0 | x_tend] (one more score evaluation).
@@ -168,7 +170,7 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
     bar = tqdm(total=n, disable=not progress, desc=f"sampling ({solver})", unit="sample")
     for start in range(0, n, batch_size):
         indices = range(start, min(n, start + batch_size))
-        streams = SampleStreams(seed, indices, device)
+        streams = SampleStreams(seed, [start_index + i for i in indices], device)
         x = process.prior_std() * streams.normal(problem.shape, dtype=dtype)   # first draw of each stream
         context = problem.context
         if context is not None:

@@ -219,6 +219,10 @@ class VP(ForwardProcess):
     def sigma(self, t):
         return torch.expm1(self.integrated_beta(t)).sqrt()
 
+    def marginal_std(self, t):
+        # s sigma = sqrt(1 - alpha_bar), written without the 0 * inf of s sigma as alpha_bar -> 0
+        return (-torch.expm1(-self.integrated_beta(t))).sqrt()
+
     def sigma_squared_derivative(self, t):
         # sigma^2 = exp(B) - 1  =>  d sigma^2/dt = beta exp(B)
         return self.beta(t) * torch.exp(self.integrated_beta(t))
@@ -253,6 +257,9 @@ class SubVP(VP):
     def sigma(self, t):
         big_b = self.integrated_beta(t)
         return -torch.expm1(-big_b) * torch.exp(0.5 * big_b)
+
+    def marginal_std(self, t):
+        return -torch.expm1(-self.integrated_beta(t))
 
     def sigma_squared_derivative(self, t):
         # sigma^2 = (1 - a)^2 / a with a = alpha_bar, a' = -beta a  =>  d sigma^2/dt = beta (1 - a^2)/a
@@ -389,6 +396,10 @@ class DiscreteVP(ForwardProcess):
     def sigma(self, t):
         s = self.scale(t)
         return torch.sqrt(1 / s**2 - 1)
+
+    def marginal_std(self, t):
+        # s sigma = sqrt(1 - alpha_bar): exactly 1 at zero terminal SNR, where s sigma is 0 * inf
+        return torch.sqrt(1 - self.scale(t) ** 2)
 
     def sigma_squared_derivative(self, t):
         s, ds = self._segment(_as_tensor(t))
