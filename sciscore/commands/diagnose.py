@@ -47,18 +47,18 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="generated fields (same grid): NetCDF file(s), a glob, or a zarr store")
     parser.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
                         help="directory for the report (created if missing)")
-    parser.add_argument("--variable", action="append", metavar="NAME",
-                        help="variable to compare (repeat for several; default: all shared variables)")
+    parser.add_argument("--variable", action="extend", nargs="+", metavar="NAME",
+                        help="variable(s) to compare (default: every variable in both)")
     parser.add_argument("--sample-dim", metavar="NAME", help="name of the sample dimension (default: recognised)")
     parser.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"),
                         help="names of the spatial dimensions (default: recognised)")
-    parser.add_argument("--bins", type=_positive_int, default=1000,
+    parser.add_argument("--bins", type=_positive_int, default=1000, metavar="N",
                         help="pixel-value histogram bins; pixel W1 is within one bin width (default: %(default)s)")
-    parser.add_argument("--color-shift-threshold", type=float, default=0.3,
+    parser.add_argument("--color-shift-threshold", type=float, default=0.3, metavar="SCORE",
                         help="flag a color shift when the score exceeds this and the p-value is below --alpha (default: %(default)s)")
-    parser.add_argument("--alpha", type=_probability, default=0.01,
+    parser.add_argument("--alpha", type=_probability, default=0.01, metavar="P",
                         help="significance level of the permutation test of the spatial means (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the permutation test (default: %(default)s)")
     add_overwrite(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
