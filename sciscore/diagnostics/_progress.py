@@ -28,7 +28,8 @@ class _TqdmCallback(Callback):
 
 def _flatten(objects) -> tuple[list, list]:
     """Datasets become their DataArrays: `dask.compute` of a Dataset whose variables share
-    intermediate results fails with "Missing dependency" (dask 2026.8 with xarray 2026.9)."""
+    intermediate results fails with "Missing dependency" (dask 2026.8 with xarray 2026.9; the
+    graph optimisation loses shared dependencies, as in pydata/xarray#11329 and dask/dask#11901)."""
     flat, layout = [], []
     for obj in objects:
         if isinstance(obj, xr.Dataset):
