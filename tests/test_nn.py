@@ -148,3 +148,16 @@ def test_bad_config_values_are_user_errors():
         NetworkConfig(mean_bypass="both")
     with pytest.raises(UserError, match="unknown network config key"):
         NetworkConfig.from_dict({"chanels": [8, 16]})
+
+
+def test_constant_mean_channel_is_reproduced_by_sampling():
+    """Even an untrained network keeps a constant-mean channel's mean exactly: the PF-ODE moves
+    the mean as m - c ~ sigma, and the final Tweedie step x + sigma^2 score sets it to c."""
+    from sciscore.sde import SamplingProblem, solve
+
+    process = VE(sigma_max=20.0)
+    net = make(process, in_channels=2, mean_bypass="coupled", constant_means=[None, 0.25])
+    solution = solve(SamplingProblem(net, process, (2, 16, 16)), solver="ode-heun", steps=4, n=3, seed=0, denoise=True)
+    means = solution.x.mean(dim=(-2, -1))
+    torch.testing.assert_close(means[:, 1], torch.full((3,), 0.25), atol=1e-5, rtol=0)
+    assert (means[:, 0] - 0.25).abs().min() > 1e-3  # the other channel is free

@@ -82,7 +82,7 @@ def test_v_loss_is_the_v_prediction_mse_for_vp():
     v, v_hat = alpha * noise - sigma_t * x0, alpha * eps_hat - sigma_t * x0_hat
     expected = (v_hat - v).square().mean()
     got = denoising_loss(net, process, x0, t, noise, LossConfig(kind="v"))["loss"]
-    assert float(got) == pytest.approx(float(expected), rel=1e-10)
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-10)
 
 
 def test_isotropy_penalty_batch_mean_inside_the_square():
