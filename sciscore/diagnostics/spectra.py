@@ -59,15 +59,21 @@ def _shell_matrix(ny: int, nx: int) -> scipy.sparse.csr_matrix:
     )
 
 
-def _spectrum_numpy(block: np.ndarray) -> np.ndarray:
-    """E(k) of every field in `block` (..., ny, nx) -> (..., n_shells), float64."""
+def _spectrum_numpy(block: np.ndarray, batch: int = 8) -> np.ndarray:
+    """E(k) of every field in `block` (..., ny, nx) -> (..., n_shells), float64.
+
+    Works on `batch` fields at a time so the complex FFT temporaries stay small.
+    """
     ny, nx = block.shape[-2:]
-    block = np.asarray(block, dtype=np.float64)
-    prime = block - block.mean(axis=(-2, -1), keepdims=True)
-    power = np.abs(np.fft.fft2(prime)) ** 2 / float(ny * nx) ** 2
-    flat = power.reshape(-1, ny * nx)
-    shells = (_shell_matrix(ny, nx) @ flat.T).T
-    return np.asarray(shells).reshape(*block.shape[:-2], -1)
+    fields = np.asarray(block).reshape(-1, ny, nx)
+    shell_matrix = _shell_matrix(ny, nx)
+    out = np.empty((fields.shape[0], shell_matrix.shape[0]))
+    for start in range(0, fields.shape[0], batch):
+        part = fields[start:start + batch].astype(np.float64)
+        part -= part.mean(axis=(-2, -1), keepdims=True)
+        power = np.abs(np.fft.fft2(part)) ** 2 / float(ny * nx) ** 2
+        out[start:start + batch] = (shell_matrix @ power.reshape(-1, ny * nx).T).T
+    return out.reshape(*block.shape[:-2], -1)
 
 
 def power_spectrum(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) -> xr.DataArray:

@@ -18,7 +18,23 @@ import numpy as np
 import xarray as xr
 
 from sciscore.diagnostics._dims import resolve_dims
-from sciscore.diagnostics.reynolds import fluctuation
+
+
+def _moments_numpy(block: np.ndarray, batch: int = 8) -> np.ndarray:
+    """(mean, m2, m3, m4) over the last two axes of `block` (..., ny, nx) -> (..., 4), float64."""
+    ny, nx = block.shape[-2:]
+    fields = np.asarray(block).reshape(-1, ny, nx)
+    out = np.empty((fields.shape[0], 4))
+    for start in range(0, fields.shape[0], batch):
+        part = fields[start:start + batch].astype(np.float64)
+        mean = part.mean(axis=(-2, -1), keepdims=True)
+        part -= mean
+        square = part * part
+        out[start:start + batch, 0] = mean[:, 0, 0]
+        out[start:start + batch, 1] = square.mean(axis=(-2, -1))
+        out[start:start + batch, 2] = (square * part).mean(axis=(-2, -1))
+        out[start:start + batch, 3] = (square * square).mean(axis=(-2, -1))
+    return out.reshape(*block.shape[:-2], 4)
 
 
 def cumulants(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) -> xr.Dataset:
@@ -28,16 +44,20 @@ def cumulants(field: xr.DataArray, spatial_dims: tuple[str, str] | None = None) 
     ``excess_kurtosis``, each with the dims of `field` minus the spatial dims.
     """
     dims = resolve_dims(field, spatial_dims=spatial_dims)
-    field64 = field.astype("float64")
-    prime = fluctuation(field64, dims.spatial)
-    m2 = (prime**2).mean(dims.spatial)
-    m3 = (prime**3).mean(dims.spatial)
-    m4 = (prime**4).mean(dims.spatial)
+    if isinstance(field.data, dask.array.Array):
+        field = field.chunk({dims.y: -1, dims.x: -1})
+    # one pass per chunk for all four moments (a chunk-wise kernel instead of four lazy powers of
+    # the fluctuation keeps one float64 copy of the chunk in memory, not four)
+    moments = xr.apply_ufunc(
+        _moments_numpy, field, input_core_dims=[list(dims.spatial)], output_core_dims=[["moment"]],
+        dask="parallelized", output_dtypes=[np.float64], dask_gufunc_kwargs={"output_sizes": {"moment": 4}},
+    )
+    mean, m2, m3, m4 = (moments.isel(moment=i, drop=True) for i in range(4))
     kappa4 = m4 - 3.0 * m2**2
     units = field.attrs.get("units")
     name = field.name or "field"
     out = xr.Dataset({
-        "mean": field64.mean(dims.spatial),
+        "mean": mean,
         "variance": m2,
         "kappa3": m3,
         "kappa4": kappa4,
