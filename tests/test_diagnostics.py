@@ -134,7 +134,10 @@ def test_reynolds_is_lazy_on_dask():
     with dask.config.set(scheduler=_raise_on_compute):
         prime = da.reynolds.fluctuation()
         means = da.reynolds.spatial_mean()
+        stats = cumulants(da)
     assert isinstance(prime.data, dask.array.Array) and isinstance(means.data, dask.array.Array)
+    assert isinstance(stats["kappa4"].data, dask.array.Array)
+    xr.testing.assert_allclose(stats["kappa4"].compute(), cumulants(da.compute())["kappa4"], rtol=IDENTITY)
 
 
 def test_bad_dim_names_raise_user_error():
