@@ -88,10 +88,13 @@ def recipe_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from sciscore.fields import write_fields
     from sciscore.fields.io import check_writable
+    from sciscore.simulate.allocator import reuse_freed_memory
     from sciscore.simulate.recipes import simulate_dataset
 
     recipe = recipe_from_args(args)
     check_writable(args.output, args.overwrite)  # fail before hours of work, not after
+    if recipe.device != "cuda":
+        reuse_freed_memory()  # fewer page faults per step on the CPU (see sciscore.simulate.allocator)
     start = time.perf_counter()
     ds = simulate_dataset(recipe, progress=not args.quiet)
     seconds = time.perf_counter() - start

@@ -80,7 +80,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--reuse-memory", action="store_true",
+                        help="keep freed tensors in the heap (what `sciscore simulate` does)")
     args = parser.parse_args(argv)
+    if args.reuse_memory:
+        from sciscore.simulate.allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
