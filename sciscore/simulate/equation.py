@@ -14,6 +14,7 @@ One evaluation costs 4 inverse FFTs (u, v, ζ, s) and 4 or 5 forward FFTs (uζ, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -132,18 +133,22 @@ class Equation:
 def condense(s: torch.Tensor, h: float, params: Params) -> torch.Tensor:
     """Exact solution after time h of the pointwise ODE ds/dt = e − s⁺/τc (e >= 0), elementwise.
 
-    s >= 0 relaxes to e τc: s(h) = e τc + (s − e τc) exp(−h/τc).  s < 0 grows at rate e until it
-    reaches 0 at t0 = −s/e, then relaxes as above from 0. Without condensation (τc = ∞): s + e h.
+    s >= 0 relaxes to e τc: s(h) = e τc + (s − e τc) exp(−h/τc). s < 0 grows at rate e until it
+    reaches 0 at t0 = −s/e, then relaxes from 0 for the remaining r = h − t0. With r = clamp(h + s/e, 0, h),
+    the time spent saturated, all three cases are one branch-free formula:
+
+        s(h) = e τc (1 − exp(−r/τc)) + s⁺ exp(−h/τc) + min(s + e h, 0)
+
+    Without condensation (τc = ∞): s + e h.
     """
     e, tau = params.e, params.tau_c
     if not params.condensing:
         return s + e * h
-    equilibrium = e * tau
-    decay = torch.exp(torch.as_tensor(-h / tau, dtype=s.dtype, device=s.device))
-    relaxed = equilibrium + (s - equilibrium) * decay
+    decay = math.exp(-h / tau)
     if e == 0:
-        return torch.where(s >= 0, relaxed, s)
-    time_left = h + s / e  # h − t0 for s < 0
-    from_zero = equilibrium * (1 - torch.exp(-torch.clamp(time_left, min=0) / tau))
-    unsaturated = torch.where(time_left <= 0, s + e * h, from_zero)
-    return torch.where(s >= 0, relaxed, unsaturated)
+        return torch.where(s > 0, s * decay, s)
+    saturated_time = torch.add(s, h * e).mul_(1 / e).clamp_(0.0, h)  # r = clamp(h + s/e, 0, h)
+    out = torch.expm1(saturated_time.mul_(-1 / tau)).mul_(-e * tau)
+    out.add_(torch.relu(s), alpha=decay)
+    out.add_(torch.add(s, e * h).clamp_(max=0.0))
+    return out

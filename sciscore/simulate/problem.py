@@ -192,8 +192,8 @@ def advance(problem: Problem, duration: float, cfl_interval: int = 50, progress=
         if progress is not None:
             progress.update(done)
         if not torch.isfinite(problem.sol).all():
-            raise FloatingPointError(
-                f"the simulation blew up at t={problem.clock.t:.4g} (dt={dt:.3g}); lower cfl or raise nu")
+            raise UserError(f"the simulation blew up (NaN/inf) at t={problem.clock.t:.4g} with dt={dt:.3g}; "
+                            "lower the CFL number (--cfl) or raise the hyperviscosity (--model-param nu=...)")
     return problem
 
 
