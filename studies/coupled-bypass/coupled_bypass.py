@@ -68,6 +68,22 @@ def plot(out_dirs: list, figure: Path) -> dict:
     np.atleast_1d(axes)[0].set_ylabel("spatial std (fluctuation amplitude)")
     fig.tight_layout()
     fig.savefig(figure, dpi=120)
+    plt.close(fig)
+    # training curves: the two loss terms of seed 000 eq. 16-17 for each model
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for directory in map(Path, out_dirs):
+        for mode in ("independent", "coupled"):
+            log = directory / mode / "metrics.jsonl"
+            if not log.is_file():
+                continue
+            records = [json.loads(line) for line in log.read_text().splitlines()]
+            records = [r for r in records if "loss" in r]
+            for ax, term in zip(axes, ("mean", "fluctuation")):
+                ax.plot([r["step"] for r in records], [r[term] for r in records], label=f"{mode} bypass")
+    for ax, term in zip(axes, ("spatial-mean term (eq. 16)", "fluctuation term (eq. 17)")):
+        ax.set_title(term), ax.set_xlabel("step"), ax.set_yscale("log"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(figure.with_name("training_loss.png"), dpi=120)
     return {title: corr for title, _, corr in panels}
 
 
