@@ -14,7 +14,17 @@ from sciscore.sde import (
     time_grid, to_score,
 )
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """float64 inside these tests only (a module-level set_default_dtype would leak into others)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 PROCESSES = [VE(), VE(sigma_min=0.01, sigma_max=1000.0), VP(), VP(schedule="cosine"), SubVP(),
              EDM(), DiscreteVP(), DiscreteVP(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
              DiscreteVP(zero_terminal_snr=True)]

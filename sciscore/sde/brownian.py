@@ -47,6 +47,24 @@ class SampleStreams:
                             for g in self.generators])
 
 
+class StreamNoise:
+    """Successive (B, *shape) standard normal draws from the per-sample streams, generated
+    ``block`` draws at a time (one randn call per sample per block instead of per draw). The
+    k-th draw of a sample depends only on its stream and k, not on the batch."""
+
+    def __init__(self, streams: SampleStreams, shape, dtype=torch.float32, block: int = 16):
+        self.streams, self.shape, self.dtype, self.block = streams, tuple(shape), dtype, int(block)
+        self._buffer, self._position = None, 0
+
+    def __call__(self) -> torch.Tensor:
+        if self._buffer is None or self._position == self.block:
+            self._buffer = self.streams.normal((self.block, *self.shape), dtype=self.dtype)
+            self._position = 0
+        draw = self._buffer[:, self._position]
+        self._position += 1
+        return draw
+
+
 class GridBrownian(BaseBrownian):
     """Brownian motion of size (B, D) on the uniform grid u_k = u_0 + k h, k = 0..steps.
 

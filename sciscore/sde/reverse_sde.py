@@ -46,14 +46,27 @@ class ReverseSDE(torch.nn.Module):
         self.score_calls = 0
         self.drift_calls = 0
         self._memo = None
+        self._coefficient_cache = {}
 
-    def _coefficients(self, u):
-        """f(t), g(t)^2 and |dt/du| at solver time u, and the (float64 0-d) process time t."""
-        t = self.time_map.t(u)
-        speed = self.time_map.speed(u)
-        f = self.process.log_scale_derivative(t)
-        g = self.process.diffusion(t)
-        return t, f, g, speed
+    def _coefficients(self, u, y):
+        """At solver time u: the (B,) process time for the score, and the floats
+        c g^2 (score weight), c f (state weight) and g sqrt(c) (noise scale), c = |dt/du|.
+        Cached by u: a fixed-step solve asks the same few times for every batch."""
+        key = (float(u), y.shape[0], y.device, y.dtype)
+        cached = self._coefficient_cache.get(key)
+        if cached is None:
+            t = self.time_map.t(u)
+            speed = float(self.time_map.speed(u))
+            f = float(self.process.log_scale_derivative(t))
+            g = float(self.process.diffusion(t))
+            weight = 0.5 if self.probability_flow else 1.0
+            noise = 0.0 if self.probability_flow else g * speed**0.5
+            t_batch = t.to(device=y.device, dtype=y.dtype).expand(y.shape[0])
+            cached = (t_batch, speed * g**2 * weight, speed * f, noise)
+            if len(self._coefficient_cache) > 4096:
+                self._coefficient_cache.clear()
+            self._coefficient_cache[key] = cached
+        return cached
 
     def f(self, u, y):
         self.drift_calls += 1
@@ -61,25 +74,21 @@ class ReverseSDE(torch.nn.Module):
         if self._memo is not None and self._memo[0] == key and self._memo[1] is y \
                 and self._memo[2] == y._version:
             return self._memo[3]
-        t, f, g, speed = self._coefficients(u)
+        t_batch, score_weight, state_weight, _ = self._coefficients(u, y)
         batch = y.shape[0]
-        x = y.view(batch, *self.shape)
         self.score_calls += 1
-        score = self.score(x, t.to(device=y.device, dtype=y.dtype).expand(batch)).reshape(batch, -1)
-        weight = 0.5 if self.probability_flow else 1.0
-        drift = (speed * (g**2 * weight)).to(y.dtype) * score - (speed * f).to(y.dtype) * y
+        score = self.score(y.view(batch, *self.shape), t_batch).reshape(batch, -1)
+        # drift = c g^2 score - c f y (reverse drift in solver time)
+        drift = score * score_weight if state_weight == 0 else torch.add(score * score_weight, y, alpha=-state_weight)
         self._memo = (key, y, y._version, drift)
         return drift
 
-    def diffusion_scale(self, u) -> torch.Tensor:
-        """g(t(u)) sqrt(|dt/du|), 0-d float64."""
-        if self.probability_flow:
-            return torch.zeros((), dtype=torch.float64)
-        _, _, g, speed = self._coefficients(u)
-        return g * speed.sqrt()
+    def diffusion_scale(self, u, y) -> float:
+        """g(t(u)) sqrt(|dt/du|)."""
+        return self._coefficients(u, y)[3]
 
     def g_prod(self, u, y, v):
-        return self.diffusion_scale(u).to(y.dtype) * v
+        return self.diffusion_scale(u, y) * v
 
 
 class DiagonalReverseSDE(ReverseSDE):
@@ -88,4 +97,4 @@ class DiagonalReverseSDE(ReverseSDE):
     noise_type = "diagonal"
 
     def g(self, u, y):
-        return self.diffusion_scale(u).to(y.dtype).expand_as(y)
+        return torch.full((), self.diffusion_scale(u, y), dtype=y.dtype, device=y.device).expand_as(y)

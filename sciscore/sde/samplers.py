@@ -20,7 +20,7 @@ import torchdiffeq
 import torchsde
 
 from sciscore.errors import UserError
-from sciscore.sde.brownian import GridBrownian, SampleStreams
+from sciscore.sde.brownian import GridBrownian, SampleStreams, StreamNoise
 from sciscore.sde.processes import ForwardProcess, _per_sample
 from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE
 from sciscore.sde.time_grids import TimeMap
@@ -108,15 +108,19 @@ def sample_ode_adaptive(model, process, x, t_grid, streams=None, save_index=(), 
                         method="dopri5", **_):
     """Probability-flow ODE with torchdiffeq's adaptive ``method`` (Dormand-Prince by default)
     from t_grid[0] to t_grid[-1]; saves at the grid points in ``save_index``."""
-    shape = x.shape
+    shape, dtype = x.shape, x.dtype
 
+    # the solver state is float64 (as in EDM's samplers); the model sees its own dtype. A float32
+    # state made dopri5 underflow its step near t_min at rtol = atol = 1e-5 (measured, VP mixture).
     def rhs(t, x_flat):
-        return ode_drift(model, process, x_flat.view(shape), t).reshape(shape[0], -1)
+        return ode_drift(model, process, x_flat.view(shape).to(dtype), t).reshape(shape[0], -1).to(torch.float64)
 
     times = sorted({0, *save_index, len(t_grid) - 1})
     t_eval = torch.tensor([float(t_grid[k]) for k in times], dtype=torch.float64)
     with torch.no_grad():
-        states = torchdiffeq.odeint(rhs, x.reshape(shape[0], -1), t_eval,
+        # step_t: land exactly on the output times; dopri5 otherwise steps past t_end and evaluates
+        # the score at t < t_min (negative t, NaN for VP) before interpolating back
+        states = torchdiffeq.odeint(rhs, x.reshape(shape[0], -1).to(torch.float64), t_eval, options={"step_t": t_eval},
                                     rtol=rtol, atol=atol, method=method)
     states = states.to(x.dtype).view(len(times), *shape)
     lookup = dict(zip(times, states))
@@ -130,11 +134,12 @@ def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(),
     on x/s: x_hat = s(t_hat)/s(t_i) x_i + s(t_hat) sqrt(sigma_hat^2 - sigma_i^2) S_noise eps."""
     steps = len(t_grid) - 1
     saved = {0: x} if 0 in save_index else {}
+    noise = StreamNoise(streams, x.shape[1:], x.dtype)
     for i in range(steps):
         t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
         t64 = torch.tensor(t_cur, dtype=torch.float64)
         sigma_cur = float(process.sigma(t64))
-        eps = streams.normal(x.shape[1:], dtype=x.dtype)  # one draw a step, used or not: stream stays aligned
+        eps = noise()  # one draw a step, used or not, so the stream stays aligned
         if i == 0 and _starts_singular(process, t_cur):
             x = ddim_step(model, process, x, t_cur, t_next)
         else:
@@ -162,7 +167,7 @@ def sample_pc(model, process, x, t_grid, streams: SampleStreams, save_index=(), 
     Langevin steps x <- x + e score + sqrt(2 e) z with e = 2 alpha (snr |z| / |score|)^2
     (alpha = (s(t_i)/s(t_i+1))^2, 1 for VE), then one Euler-Maruyama step of the reverse SDE."""
     saved = {0: x} if 0 in save_index else {}
-    dims = tuple(range(1, x.ndim))
+    noise = StreamNoise(streams, x.shape[1:], x.dtype)
     for i in range(len(t_grid) - 1):
         t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
         t64, n64 = torch.tensor(t_cur, dtype=torch.float64), torch.tensor(t_next, dtype=torch.float64)
@@ -170,14 +175,14 @@ def sample_pc(model, process, x, t_grid, streams: SampleStreams, save_index=(), 
         t_batch = _t_batch(t_cur, x)
         for _ in range(corrector_steps):
             score = model.score(x, t_batch)
-            z = streams.normal(x.shape[1:], dtype=x.dtype)
+            z = noise()
             ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
             step = _per_sample(2 * alpha * (snr * ratio) ** 2, x)
             x = x + step * score + (2 * step).sqrt() * z
         # predictor: Euler-Maruyama on dx = [f x - g^2 score] dt + g dW_bar, dt = t_next - t_cur < 0
         g = float(process.diffusion(t64))
         f = float(process.log_scale_derivative(t64))
-        z = streams.normal(x.shape[1:], dtype=x.dtype)
+        z = noise()
         x = x + (t_next - t_cur) * (f * x - g**2 * model.score(x, t_batch)) + g * math.sqrt(t_cur - t_next) * z
         if i + 1 in save_index:
             saved[i + 1] = x
