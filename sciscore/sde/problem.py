@@ -16,8 +16,8 @@ from sciscore.sde.processes import ForwardProcess
 from sciscore.sde.samplers import GRID_SAMPLERS, SOLVERS, TORCHSDE_SOLVERS, check_solver, sample_torchsde
 from sciscore.sde.time_grids import CONTINUOUS_GRIDS, GRIDS, TimeMap, time_grid
 
-# steps when the caller gives none: enough for ~1% moment error on the Gaussian oracle (see
-# studies/performance/sampling/README.md)
+# steps when the caller gives none: at or above the step counts that reached ~1% moment error on
+# the Gaussian oracle (studies/performance/sampling/README.md), with margin for real data
 DEFAULT_STEPS = {"euler": 1000, "milstein": 1000, "srk": 200, "heun": 500, "midpoint": 500,
                  "reversible_heun": 500, "ode-heun": 50, "ode-adaptive": 1, "edm": 100, "pc": 500}
 
