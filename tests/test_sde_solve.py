@@ -262,8 +262,9 @@ def test_zero_terminal_snr_sampling_from_t_equals_T():
     solution = solve(problem, solver="ode-heun", steps=25, grid="trailing", n=N_SAMPLES, seed=1)
     oracle = GaussianMixtureScore(process, torch.full((1, *SHAPE), mu), torch.full((1, *SHAPE), v))
     assert_moments_match(solution.x, oracle, process.t_min)
-    with pytest.raises(UserError, match="zero terminal SNR"):
-        solve(problem, solver="euler", steps=10)
+    for solver in ("euler", "pc", "ode-adaptive"):
+        with pytest.raises(UserError, match="zero terminal SNR"):
+            solve(problem, solver=solver, steps=10, grid="uniform")
     with pytest.raises(UserError, match="v.*x0"):
         SamplingProblem(GaussianX0(process, mu, v), process, SHAPE, parametrization="eps") and solve(
             SamplingProblem(GaussianX0(process, mu, v), process, SHAPE, parametrization="eps"), "ode-heun")

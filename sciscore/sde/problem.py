@@ -150,8 +150,8 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
         raise UserError(f"solver {solver!r} (torchsde) needs grid 'uniform' or 'karras', got {grid!r}")
     rho = getattr(process, "rho", 7.0) if rho is None else float(rho)
     t_start, t_end = problem.tspan
-    if solver in TORCHSDE_SOLVERS and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
-        raise UserError(f"the reverse SDE cannot start at t = {t_start}: the process has zero terminal SNR "
+    if solver not in ("ode-heun", "edm") and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
+        raise UserError(f"solver {solver!r} cannot start at t = {t_start}: the process has zero terminal SNR "
                         "there (infinite drift); use solver 'ode-heun' or 'edm' (their first step is a "
                         "DDIM step), or start at a smaller t")
     device = torch.device(device) if device is not None else _default_device(problem.score_or_model)
