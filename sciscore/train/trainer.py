@@ -159,6 +159,8 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     run_dir = Path(run_dir)
     if resume:
         saved = ckpt.read_config(run_dir)
+        if config.data.variables:
+            ckpt.check_compatible(saved, variables=config.data.variables)
         saved_config = config_from_dict(saved["training_config"], allow_derived=True)
         saved_config.training = replace(saved_config.training, steps=config.training.steps, epochs=config.training.epochs,
                                         device=config.training.device, quiet=config.training.quiet)
