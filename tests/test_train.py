@@ -277,3 +277,33 @@ def test_other_processes_and_losses_train(tmp_path, process, loss, preconditioni
     assert result.skipped == 0 and math.isfinite(result.last_loss) and math.isfinite(result.validation_loss)
     network, saved = load_checkpoint(tmp_path / "run")
     assert saved["process"]["name"] == process and network.process.name == process
+
+
+def test_sigma_binned_loss_means():
+    from sciscore.train import SigmaBinnedLoss
+    process = VE(sigma_min=0.01, sigma_max=100.0)
+    binned = SigmaBinnedLoss(process, bins=4, device="cpu")  # ln sigma bins of width ln(1e4)/4: edges 0.01, 0.1, 1, 10, 100
+    t = process.t_of_sigma(torch.tensor([0.02, 0.05, 5.0, 50.0])).float()
+    binned.add(t, torch.tensor([1.0, 3.0, 4.0, 8.0]))
+    means = binned.read()
+    assert list(means.values()) == pytest.approx([2.0, 4.0, 8.0])
+    assert list(means) == ["0.01-0.1", "1-10", "10-100"]
+    assert binned.read() == {}  # reset after reading
+
+
+def test_context_channels_epochs_and_warmup(tmp_path):
+    config = config_from_dict({
+        "data": {"variables": ["s"], "context_variables": ["vorticity"], "validation_fraction": 0.25,
+                 "shifts": True, "flips": True},
+        "network": TINY, "loss": {"context_dropout": 0.5},
+        "optimizer": {"learning_rate": 1e-3, "warmup_steps": 4},
+        "training": {"epochs": 2, "batch_size": 2, "log_every": 1, "validation_every": 0, "device": "cpu", "quiet": True},
+    })
+    result = train(config, tmp_path / "run", dataset=fields())
+    assert result.step == 6  # 6 training fields / batch 2 = 3 steps per epoch
+    assert [r["lr"] for r in result.history] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    network, saved = load_checkpoint(tmp_path / "run")
+    assert network.config.context_channels == 1 and saved["context_variables"] == ["vorticity"]
+    assert saved["context_normalizer"]["variables"] == ["vorticity"]
+    x, context = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
+    assert network(x, torch.rand(2), context).shape == x.shape
