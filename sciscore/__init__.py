@@ -20,6 +20,11 @@ _EXPORTS = {
     "Normalizer": "sciscore.fields",
     "fit_normalizer": "sciscore.fields",
     "FieldDataset": "sciscore.fields",
+    "load_model": "sciscore.generate",
+    "GenerativeModel": "sciscore.generate",
+    "SamplingProblem": "sciscore.sde",
+    "solve": "sciscore.sde",
+    "compare": "sciscore.diagnostics",
 }
 
 

@@ -1,0 +1,117 @@
+"""A NetCDF file of generated samples, written batch by batch and resumable.
+
+The file exists at its final path from the first batch on, always valid NetCDF, with the global
+attribute `sciscore_status` = "incomplete" and `sciscore_samples_written` = k until the last batch
+is written; then the status becomes "complete". A run interrupted by Ctrl-C or SIGTERM leaves a
+file holding its finished samples; `resume_sample_file` reopens it, checks that the request is the
+same (`sciscore_request`, a JSON string), and writing continues at sample k.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+from sciscore.errors import UserError
+from sciscore.fields.io import cf_encoding, cf_global_attrs, check_writable
+
+STATUS = "sciscore_status"
+WRITTEN = "sciscore_samples_written"
+REQUESTED = "sciscore_samples_requested"
+REQUEST = "sciscore_request"
+
+
+@dataclass
+class SampleFile:
+    """An open-for-append sample file: `written` of `requested` samples are on disk."""
+
+    path: Path
+    variables: tuple[str, ...]
+    requested: int
+    written: int
+
+    @property
+    def complete(self) -> bool:
+        return self.written >= self.requested
+
+
+def create_sample_file(
+    path: str | os.PathLike,
+    template: xr.Dataset,
+    *,
+    requested: int,
+    request: dict,
+    global_attrs: dict,
+    chunk_samples: int,
+    overwrite: bool = False,
+) -> SampleFile:
+    """Create an empty sample file from `template` (data variables (sample, y, x) with 0 samples,
+    the spatial coordinates and the variable attributes), marked incomplete."""
+    path = check_writable(path, overwrite)
+    ds = template.copy()
+    ds.attrs = cf_global_attrs(ds, attrs=global_attrs)
+    ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True)})
+    encoding = cf_encoding(ds, None)
+    for name in ds.data_vars:
+        encoding[name]["chunksizes"] = (max(1, chunk_samples), *ds[name].shape[1:])
+    # The empty file is made under a temporary name, so the target never holds a half-made header.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", unlimited_dims=["sample"], encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return SampleFile(path, tuple(ds.data_vars), int(requested), 0)
+
+
+def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
+    """Reopen an incomplete sample file for `--resume`; the request must match the original."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it")
+    try:
+        with netCDF4.Dataset(path) as nc:
+            attrs = {name: nc.getncattr(name) for name in nc.ncattrs()}
+            variables = tuple(name for name, var in nc.variables.items() if var.dimensions[:1] == ("sample",) and var.ndim == 3)
+    except OSError as error:
+        raise UserError(f"cannot resume: {path} is not a readable NetCDF file ({error}); start again without --resume") from None
+    if STATUS not in attrs or REQUEST not in attrs:
+        raise UserError(f"cannot resume: {path} was not written by 'sciscore generate'")
+    if attrs[STATUS] == "complete":
+        raise UserError(f"{path} is already complete ({attrs[REQUESTED]} samples); nothing to resume")
+    original = json.loads(attrs[REQUEST])
+    if original != json.loads(json.dumps(request, sort_keys=True)):
+        changed = sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
+        raise UserError(
+            f"cannot resume {path}: it was started with different settings ({', '.join(changed)}); "
+            f"repeat the original command with --resume, or start a new file"
+        )
+    return SampleFile(path, variables, int(attrs[REQUESTED]), int(attrs[WRITTEN]))
+
+
+def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None) -> None:
+    """Write a batch (each value (b, H, W)) after the samples already written, update the
+    progress attributes (and `attrs`), and close the file so that it is valid on disk."""
+    b = next(iter(fields.values())).shape[0]
+    start, stop = sample_file.written, sample_file.written + b
+    if stop > sample_file.requested:
+        raise ValueError(f"batch ends at sample {stop} beyond the {sample_file.requested} requested")
+    with netCDF4.Dataset(sample_file.path, "a") as nc:
+        for name in sample_file.variables:
+            nc[name][start:stop] = np.asarray(fields[name], dtype=np.float32)
+        nc["sample"][start:stop] = np.arange(start, stop)
+        for name, value in (attrs or {}).items():
+            nc.setncattr(name, value)
+        nc.setncattr(WRITTEN, np.int64(stop))
+        if stop == sample_file.requested:
+            nc.setncattr(STATUS, "complete")
+    sample_file.written = stop

@@ -1,0 +1,174 @@
+"""`sciscore generate` and the Python generation API, with a tiny checkpoint trained here."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import make_fields
+from sciscore.cli import main
+from sciscore.errors import UserError
+from sciscore.generate import generate_file, load_model
+from sciscore.train.trainer import train
+
+TINY = {
+    "data": {"variables": ["temperature", "vorticity"], "normalization": "standard", "validation_fraction": 0.0},
+    "network": {"channels": [8, 16], "num_residual": 1, "embed_dim": 16, "bypass_width": 16, "padding": "circular",
+                "mean_bypass": "coupled"},
+    "training": {"steps": 3, "batch_size": 4, "checkpoint_every": 3, "validation_every": 0, "log_every": 1,
+                 "quiet": True, "device": "cpu"},
+}
+FAST = {"solver": "ode-heun", "steps": 3}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "tiny"
+    train(TINY, run, dataset=make_fields(n=16, ny=8, nx=8))
+    return run
+
+
+@pytest.fixture(scope="module")
+def model(run_dir):
+    return load_model(run_dir, device="cpu")
+
+
+def test_generate_returns_physical_fields_on_training_grid(model):
+    ds = model.generate(5, seed=1, batch_size=2, **FAST)
+    reference = make_fields(n=16, ny=8, nx=8)
+    assert set(ds.data_vars) == {"temperature", "vorticity"}
+    assert ds["temperature"].dims == ("sample", "y", "x") and ds.sizes["sample"] == 5
+    np.testing.assert_allclose(ds["x"].values, reference["x"].values)
+    assert ds["temperature"].attrs["units"] == "K"
+    assert ds["x"].attrs["long_name"] == "x coordinate"
+    # inverted normalization: temperatures near 280 K, not O(1) normalized values
+    assert 250 < float(ds["temperature"].mean()) < 310
+    # vorticity's spatial mean is 0 in every training field, and the model reproduces it exactly
+    assert float(abs(ds["vorticity"].mean(("y", "x"))).max()) < 1e-5
+    assert np.isfinite(ds["temperature"].values).all()
+    assert ds.attrs["sciscore_solver"] == "ode-heun" and ds.attrs["sciscore_steps"] == 3
+    # Heun: 2 per step (VE ends at sigma_min > 0, so every step is corrected), + 1 Tweedie denoising
+    assert ds.attrs["sciscore_nfe_per_sample"] == 2 * 3 + 1
+
+
+def test_batch_size_invariance(model):
+    """Sample i has the same random stream for any batch size; the network's float32 arithmetic
+    may differ in the last bits between batch shapes (the CPU kernels block by batch size)."""
+    a = model.generate(5, seed=3, batch_size=5, **FAST)
+    b = model.generate(5, seed=3, batch_size=2, **FAST)
+    c = model.generate(5, seed=4, batch_size=5, **FAST)
+    for v in ("temperature", "vorticity"):
+        scale = float(np.abs(a[v].values).max())
+        np.testing.assert_allclose(b[v].values, a[v].values, rtol=0, atol=1e-5 * scale)
+        # another seed moves every field by O(1) of its scale, far beyond that tolerance
+        assert np.abs(c[v].values - a[v].values).max(axis=(1, 2)).min() > 1e-2 * scale
+
+
+def test_variable_selection_and_unknown_variable(model):
+    ds = model.generate(2, variables=["vorticity"], **FAST)
+    assert list(ds.data_vars) == ["vorticity"]
+    with pytest.raises(UserError, match=r"no variable 'humidity'; it has: temperature, vorticity"):
+        model.generate(2, variables=["humidity"], **FAST)
+
+
+def test_file_schema_cf_and_provenance(model, tmp_path):
+    path = generate_file(model, tmp_path / "gen.nc", 4, seed=2, batch_size=3, **FAST)
+    ds = xr.open_dataset(path)
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["sciscore_status"] == "complete" and ds.attrs["sciscore_samples_written"] == 4
+    for key in ("sciscore_model_checksum", "sciscore_process", "sciscore_solver", "sciscore_steps",
+                "sciscore_seed", "sciscore_version", "sciscore_command", "history", "sciscore_normalizer"):
+        assert key in ds.attrs, key
+    assert ds.attrs["sciscore_model_checksum"].startswith("sha256:")
+    assert ds["temperature"].dtype == np.float32
+    expected = model.generate(4, seed=2, batch_size=3, **FAST)
+    np.testing.assert_array_equal(ds["temperature"].values, expected["temperature"].values)
+
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    CheckSuite.load_all_available_checkers()
+    _, errors = ComplianceChecker.run_checker(str(path), ["cf:1.10"], verbose=0, criteria="strict",
+                                              output_filename=os.devnull, output_format="text")
+    assert not errors
+
+
+def test_interrupt_and_resume_gives_the_uninterrupted_samples(model, tmp_path, monkeypatch):
+    full = generate_file(model, tmp_path / "full.nc", 7, seed=5, batch_size=2, **FAST)
+    target = tmp_path / "part.nc"
+    from sciscore.generate import model as model_module
+
+    calls = {"n": 0}
+    original = model_module.append_samples
+
+    def interrupt_after_two(sample_file, fields, **kwargs):
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        original(sample_file, fields, **kwargs)
+
+    monkeypatch.setattr(model_module, "append_samples", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        generate_file(model, target, 7, seed=5, batch_size=2, **FAST)
+    monkeypatch.undo()
+    partial = xr.open_dataset(target)
+    assert partial.attrs["sciscore_status"] == "incomplete"
+    assert partial.attrs["sciscore_samples_written"] == 4 and partial.sizes["sample"] == 4
+    partial.close()
+    with pytest.raises(UserError, match="different settings"):
+        generate_file(model, target, 7, seed=6, batch_size=2, resume=True, **FAST)
+    generate_file(model, target, 7, seed=5, batch_size=2, resume=True, **FAST)
+    a, b = xr.open_dataset(full), xr.open_dataset(target)
+    assert b.attrs["sciscore_status"] == "complete"
+    np.testing.assert_array_equal(a["temperature"].values, b["temperature"].values)
+    np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
+    with pytest.raises(UserError, match="already complete"):
+        generate_file(model, target, 7, seed=5, batch_size=2, resume=True, **FAST)
+
+
+def _cli(*args):
+    return main(list(args))
+
+
+def test_cli_writes_file(run_dir, tmp_path, capsys):
+    out = tmp_path / "cli.nc"
+    rc = _cli("generate", "--model", str(run_dir), "--variable", "vorticity", "-n", "3", "--steps", "2",
+              "--device", "cpu", "-o", str(out), "--quiet")
+    assert rc == 0
+    ds = xr.open_dataset(out)
+    assert list(ds.data_vars) == ["vorticity"] and ds.sizes["sample"] == 3
+    assert _cli("generate", "--model", str(run_dir), "-n", "3", "-o", str(out), "--quiet") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem, args, message", [
+    ("bad model path", ["--model", "/no/such/run"], "not found"),
+    ("unknown variable", ["--variable", "humidity"], "no variable 'humidity'; it has: temperature, vorticity"),
+    ("unwritable output", ["-o", "/no/such/dir/out.nc"], "does not exist"),
+    ("nonsense count", ["-n", "0"], "-n must be a positive integer"),
+])
+def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, capsys, problem, args, message):
+    argv = ["generate", "--model", str(run_dir), "--quiet", "-o", str(tmp_path / "x.nc")]
+    rc = _cli(*argv, *args)
+    err = capsys.readouterr().err
+    assert rc == 2, problem
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_corrupt_checkpoint(run_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "ema.safetensors").write_bytes(b"\x00" * 64)
+    assert _cli("generate", "--model", str(broken), "-o", str(tmp_path / "y.nc"), "--quiet") == 2
+    assert "corrupt" in capsys.readouterr().err
+    (broken / "config.json").write_text("{not json")
+    assert _cli("generate", "--model", str(broken), "-o", str(tmp_path / "y.nc"), "--quiet") == 2
+    assert "corrupt" in capsys.readouterr().err
