@@ -163,7 +163,8 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
             ckpt.check_compatible(saved, variables=config.data.variables)
         saved_config = config_from_dict(saved["training_config"], allow_derived=True)
         saved_config.training = replace(saved_config.training, steps=config.training.steps, epochs=config.training.epochs,
-                                        device=config.training.device, quiet=config.training.quiet)
+                                        device=config.training.device, quiet=config.training.quiet,
+                                        threads=config.training.threads)
         config = saved_config
     elif (run_dir / ckpt.CONFIG).exists() and not overwrite:
         raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
