@@ -1,12 +1,18 @@
-import os
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
-# Two cores: keep torch from oversubscribing when pytest runs beside other work.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread for every test: the tensors are small, and on a busy 2-core machine
+    spinning OpenMP threads made small reductions and convolutions 10-30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_fields(n=12, ny=8, nx=16, seed=0, sample_dim="sample", y="y", x="x"):

@@ -1,12 +1,7 @@
 """`sciscore generate` and the Python generation API, with a tiny checkpoint trained here."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
 
-import netCDF4
 import numpy as np
 import pytest
 import xarray as xr

@@ -1,22 +1,14 @@
 """Score network: shapes, the mean-bypass structure (independent vs coupled), padding, the
 constant-mean channels and the EDM preconditioning."""
 
-import math
 
 import pytest
 import torch
 
-from sciscore.nn import NetworkConfig, ScoreNetwork, build_network, count_parameters
+from sciscore.nn import NetworkConfig, build_network, count_parameters
 from sciscore.sde.processes import EDM, VE, VP
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core machine two spinning threads per process were ~30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SMALL = dict(channels=(8, 16, 16, 32), num_residual=1, embed_dim=32, bypass_width=32)
 

@@ -25,14 +25,6 @@ STEPS = {"euler": 100, "milstein": 100, "srk": 30, "heun": 50, "midpoint": 50, "
          "ode-heun": 40, "ode-adaptive": 1, "edm": 30, "pc": 100}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread. On the shared 2-core machine, parallel reductions on
-    (1000, 16) tensors were measured at 10-15 ms a call from thread contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 KNOBS = {"edm": {"s_churn": 10.0}, "pc": {"snr": 0.02}}
 # small sigma_max keeps the step counts low; the prior N(0, sigma_max^2) stays far wider than the data
 ORACLE_PROCESSES = {"ve": VE(sigma_min=0.01, sigma_max=20.0), "vp": VP(), "edm": EDM(sigma_max=40.0)}

@@ -43,13 +43,6 @@ RTOL_INJECTION = 0.05
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small FFTs run fastest on one thread, and on a shared machine OpenMP spinning costs 10-30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # inviscid, unforced, no tracer sources: only advection remains

@@ -19,11 +19,6 @@ SMALL = ["--resolution", "16", "--samples", "7", "--members", "3", "--spinup", "
          "--threads", "1", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_simulate_writes_cf_fields_and_is_bit_reproducible(tmp_path):

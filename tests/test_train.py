@@ -17,13 +17,6 @@ from sciscore.train import (ExponentialMovingAverage, LossConfig, check_compatib
 from sciscore.train.data import data_statistics
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core machine two spinning threads per process were ~30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 TINY = {"channels": [8, 16], "num_residual": 1, "embed_dim": 16, "bypass_width": 16}
 

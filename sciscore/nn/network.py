@@ -28,7 +28,7 @@ mean(sigma * score) = -(m - c) / sigma, and samples keep the mean c.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
