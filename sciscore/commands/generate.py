@@ -38,6 +38,8 @@ def register(subparsers):
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                         help="use the exponential-moving-average weights")
     add_device(parser)
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 on a machine busy with other jobs)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE.nc",
                         help="output file (default: generated_<variables>_seed<S>.nc)")
     add_overwrite(parser)
@@ -53,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = load_model(args.model, ema=args.ema, device=args.device)
     variables = model.select(args.variables)
     output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}.nc"

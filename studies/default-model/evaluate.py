@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
 from sciscore.diagnostics import compare
@@ -74,7 +75,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 beside other jobs)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, device="cpu")
