@@ -17,6 +17,11 @@ from sciscore.fields.normalize import Normalizer
 PSEUDOSCALARS = ("vorticity",)
 
 
+def reflection_signs(variables: Sequence[str]) -> torch.Tensor:
+    """(C,) factors a reflection applies to each variable: -1 for pseudoscalars, else +1."""
+    return torch.tensor([-1.0 if v in PSEUDOSCALARS else 1.0 for v in variables], dtype=torch.float32)
+
+
 def train_validation_split(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of `range(n)` into sorted train and validation indices."""
     if not 0 <= validation_fraction < 1:
@@ -107,8 +112,7 @@ class FieldDataset(torch.utils.data.Dataset):
         sizes = chunks[0] if chunks else (n,)
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)])
         self.augment = augment if augment is not None and augment.active else None
-        self.sign_on_reflection = torch.tensor(
-            [-1.0 if v in PSEUDOSCALARS else 1.0 for v in variables], dtype=torch.float32)
+        self.sign_on_reflection = reflection_signs(variables)
         self.epoch = 0
         self.max_cached_chunks = max_cached_chunks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()

@@ -12,7 +12,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields import (Augmentation, FieldDataset, Normalizer, field_dims, fit_normalizer, open_fields,
-                             train_validation_split)
+                             reflection_signs, train_validation_split)
 
 MAX_IN_MEMORY_BYTES = 8 * 2**30
 CONSTANT_MEAN_TOLERANCE = 1e-4  # spread of the spatial means / fluctuation std below which a mean is constant
@@ -77,8 +77,8 @@ def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = 
     augmentation = Augmentation(shifts=c.shifts, flips=c.flips, rotations=c.rotations, seed=seed)
     if c.rotations and dataset.sizes[dims.y] != dataset.sizes[dims.x]:
         raise UserError("rotations need a square grid; turn off data.rotations")
-    sign = FieldDataset(dataset, c.variables).sign_on_reflection
-    context_sign = FieldDataset(dataset, c.context_variables).sign_on_reflection if c.context_variables else None
+    sign = reflection_signs(c.variables)
+    context_sign = reflection_signs(c.context_variables) if c.context_variables else None
     return TrainingData(train, validation, context_train, context_validation, normalizer, context_normalizer,
                         list(c.variables), list(c.context_variables), dataset, augmentation, sign, context_sign)
 
