@@ -84,6 +84,17 @@ def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams
     return states[-1], [saved[u] for u in save_u], sde
 
 
+def heun_step(model, process, x, t_cur: float, t_next: float):
+    """One Heun step of the probability-flow ODE from t_cur to t_next (Karras et al. 2022,
+    Algorithm 1 lines 4-8, Algorithm 2 lines 7-11); Euler only when t_next = 0."""
+    d_cur = ode_drift(model, process, x, t_cur)
+    x_next = x + (t_next - t_cur) * d_cur
+    if t_next > 0:
+        d_prime = ode_drift(model, process, x_next, t_next)
+        x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next
+
+
 def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), **_):
     """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1),
     written for any s(t), sigma(t); 2 score evaluations a step (1 on a final step to t = 0)."""
@@ -93,12 +104,7 @@ def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), **_)
         if i == 0 and _starts_singular(process, t_cur):
             x = ddim_step(model, process, x, t_cur, t_next)
         else:
-            d_cur = ode_drift(model, process, x, t_cur)                       # Alg. 1 line 4
-            x_next = x + (t_next - t_cur) * d_cur                             # line 5
-            if t_next > 0:                                                    # line 6
-                d_prime = ode_drift(model, process, x_next, t_next)           # line 7
-                x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)  # line 8
-            x = x_next
+            x = heun_step(model, process, x, t_cur, t_next)                   # Alg. 1 lines 4-8
         if i + 1 in save_index:
             saved[i + 1] = x
     return x, [saved[k] for k in save_index]
@@ -150,12 +156,7 @@ def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(),
                 t_hat = float(process.t_of_sigma(torch.tensor(sigma_hat, dtype=torch.float64)))
                 s_cur, s_hat = float(process.scale(t64)), float(process.scale(torch.tensor(t_hat, dtype=torch.float64)))
                 x_hat = s_hat / s_cur * x + s_hat * math.sqrt(sigma_hat**2 - sigma_cur**2) * s_noise * eps  # line 6
-            d_cur = ode_drift(model, process, x_hat, t_hat)                         # line 7
-            x_next = x_hat + (t_next - t_hat) * d_cur                               # line 8
-            if t_next > 0:
-                d_prime = ode_drift(model, process, x_next, t_next)                 # line 10
-                x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)  # line 11
-            x = x_next
+            x = heun_step(model, process, x_hat, t_hat, t_next)                     # lines 7-11
         if i + 1 in save_index:
             saved[i + 1] = x
     return x, [saved[k] for k in save_index]
