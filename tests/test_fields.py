@@ -274,6 +274,24 @@ def test_augmentation_is_a_symmetry_with_pseudoscalar_sign(nc_file):
     assert torch.equal(augmented[3], augmented[3])  # reproducible
 
 
+def test_x_flips_reflect_only_x_and_change_the_pseudoscalar_sign():
+    x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
+    sign = torch.tensor([1.0, -1.0])
+    augmentation = Augmentation(flips="x", seed=0)
+    seen = set()
+    for k in range(16):
+        out = augmentation(x, sign, torch.Generator().manual_seed(k))
+        if torch.equal(out, x):
+            seen.add("identity")
+        else:
+            torch.testing.assert_close(out, torch.flip(x, dims=(-1,)) * sign.view(-1, 1, 1), rtol=0, atol=0)
+            seen.add("x")
+    assert seen == {"identity", "x"}
+    assert Augmentation(flips=True).flip_axes == ("x", "y") and Augmentation(flips="y").flip_axes == ("y",)
+    with pytest.raises(UserError, match="flips must be"):
+        Augmentation(flips="z")
+
+
 def test_python_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "sciscore", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("sciscore ")

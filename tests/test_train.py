@@ -284,6 +284,19 @@ def test_sigma_binned_loss_means():
     assert binned.read() == {}  # reset after reading
 
 
+def test_inverse_square_root_decay_after_decay_start():
+    """EDM2's schedule: alpha_ref / sqrt(max(k / k_ref, 1)) with k counted from 1, after the warm-up."""
+    from sciscore.train.config import OptimizerConfig
+    from sciscore.train.trainer import _learning_rate
+
+    c = OptimizerConfig(learning_rate=1e-3, warmup_steps=2, decay_start=4)
+    rates = [_learning_rate(c, k) for k in range(16)]
+    assert rates[:4] == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])
+    assert rates[7] == pytest.approx(1e-3 / 2**0.5) and rates[15] == pytest.approx(1e-3 / 2)
+    with pytest.raises(UserError, match="decay_start"):
+        OptimizerConfig(decay_start=-1)
+
+
 def test_context_channels_epochs_and_warmup(tmp_path):
     config = config_from_dict({
         "data": {"variables": ["s"], "context_variables": ["vorticity"], "validation_fraction": 0.25,

@@ -22,7 +22,7 @@ def _widths(text: str) -> list:
     return values
 
 
-AUGMENTATIONS = ("shifts", "flips", "rotations")
+AUGMENTATIONS = ("shifts", "flips", "x-flips", "y-flips", "rotations")
 
 
 def _augment(text: str) -> list:
@@ -47,10 +47,13 @@ OPTION_KEYS = [
     ("context_dropout", "loss", "context_dropout"),
     ("lr", "optimizer", "learning_rate"), ("warmup_steps", "optimizer", "warmup_steps"),
     ("grad_clip", "optimizer", "grad_clip"), ("ema_decay", "optimizer", "ema_decay"),
+    ("decay_start", "optimizer", "decay_start"),
     ("steps", "training", "steps"), ("epochs", "training", "epochs"), ("batch_size", "training", "batch_size"),
     ("seed", "training", "seed"), ("log_every", "training", "log_every"),
     ("checkpoint_every", "training", "checkpoint_every"), ("validation_every", "training", "validation_every"),
     ("device", "training", "device"), ("bf16", "training", "bf16"), ("compile", "training", "compile"),
+    ("monitor_every", "training", "monitor_every"), ("monitor_samples", "training", "monitor_samples"),
+    ("monitor_steps", "training", "monitor_steps"),
     ("channels_last", "training", "channels_last"), ("threads", "training", "threads"), ("quiet", "training", "quiet"),
 ]
 
@@ -74,7 +77,8 @@ def register(subparsers):
     io.add_argument("--validation-fraction", type=float, metavar="F", help="held-out fraction (default 0.1) [data] validation_fraction")
     io.add_argument("--normalization", choices=("standard", "minmax", "mean-spatial"), help="[data] normalization (default standard)")
     io.add_argument("--augment", type=_augment, metavar="LIST",
-                    help="comma list of shifts,flips,rotations (or none); flips change the sign of vorticity "
+                    help="comma list of shifts,flips,x-flips,y-flips,rotations (or none); flips reflect both "
+                         "axes, x-flips only x -> -x; reflections change the sign of vorticity "
                          "[data] shifts/flips/rotations")
     io.add_argument("--config", metavar="FILE.toml", help="TOML file with [data] [network] [process] [loss] [optimizer] [training]")
     io.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="checkpoint directory")
@@ -108,6 +112,9 @@ def register(subparsers):
     opt.add_argument("--warmup-steps", type=int, metavar="N", help="[optimizer] warmup_steps (default 100)")
     opt.add_argument("--grad-clip", type=float, metavar="G", help="global gradient-norm clip, 0 = off (default 1) [optimizer] grad_clip")
     opt.add_argument("--ema-decay", type=float, metavar="D", help="[optimizer] ema_decay (default 0.999)")
+    opt.add_argument("--decay-start", type=int, metavar="N",
+                     help="learning rate / sqrt(step / N) after N optimizer steps; 0 = constant (default 0) "
+                          "[optimizer] decay_start")
     opt.add_argument("--seed", type=int, metavar="N", help="[training] seed (default 0)")
     opt.add_argument("--log-every", type=int, metavar="N", help="[training] log_every (default 10)")
     opt.add_argument("--checkpoint-every", type=int, metavar="N", help="[training] checkpoint_every (default 100)")
@@ -116,6 +123,12 @@ def register(subparsers):
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the network [training] compile")
     opt.add_argument("--channels-last", action="store_true", default=None, help="[training] channels_last")
     opt.add_argument("--threads", type=int, metavar="N", help="CPU threads [training] threads")
+    mon = parser.add_argument_group("quality monitor (samples with the EMA weights, judged against the validation split)")
+    mon.add_argument("--monitor-every", type=int, metavar="K",
+                     help="judge the EMA model every K steps, 0 = off (default: 500 for runs of 2000+ steps) "
+                          "[training] monitor_every")
+    mon.add_argument("--monitor-samples", type=int, metavar="N", help="fields per judgement (default 32) [training] monitor_samples")
+    mon.add_argument("--monitor-steps", type=int, metavar="N", help="ode-heun steps (default 10) [training] monitor_steps")
     opt.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     add_device(parser)
     parser.set_defaults(device=None)
@@ -142,7 +155,11 @@ def resolved_config(args: argparse.Namespace) -> dict:
                 raise UserError(f"--sigma-max must be a number or 'auto', got {value!r}") from None
         overrides.setdefault(section, {})[key] = value
     if args.augment is not None:
-        overrides.setdefault("data", {}).update({name: name in args.augment for name in AUGMENTATIONS})
+        flips = "flips" in args.augment or {"x-flips", "y-flips"} <= set(args.augment)
+        if not flips:
+            flips = "x" if "x-flips" in args.augment else "y" if "y-flips" in args.augment else False
+        overrides.setdefault("data", {}).update({"shifts": "shifts" in args.augment, "flips": flips,
+                                                  "rotations": "rotations" in args.augment})
     if "process" in overrides and "name" in overrides["process"] and overrides["process"]["name"] != base.get("process", {}).get("name", "ve"):
         base = {k: v for k, v in base.items() if k != "process"}  # another process: drop the file's parameters
     return merge(base, overrides)

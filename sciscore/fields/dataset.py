@@ -39,20 +39,32 @@ def train_validation_split(n: int, validation_fraction: float, seed: int) -> tup
 class Augmentation:
     """Random symmetry operations for doubly periodic fields (all off by default).
 
-    shifts: circular shifts in y and x; flips: reflections x -> -x and y -> -y; rotations: multiples
-    of 90 degrees (square fields only). A pseudoscalar channel (vorticity) changes sign under a
-    reflection. Only enable what is a symmetry of the physics: a mean gradient (supersaturation's
-    gamma0 along y) breaks y-reflections and rotations.
+    shifts: circular shifts in y and x; flips: reflections, True for both x -> -x and y -> -y, or
+    "x" / "y" for one axis; rotations: multiples of 90 degrees (square fields only). A pseudoscalar
+    channel (vorticity) changes sign under a reflection. Only enable what is a symmetry of the
+    physics: a mean gradient (supersaturation's gamma0 along y) breaks y-reflections and rotations,
+    while x -> -x with vorticity -> -vorticity is exact (tests/test_simulate_symmetry.py).
     """
 
     shifts: bool = False
-    flips: bool = False
+    flips: bool | str = False
     rotations: bool = False
     seed: int = 0
 
+    def __post_init__(self):
+        if self.flips not in (False, True, "x", "y"):
+            raise UserError(f"flips must be true, false, 'x' or 'y', got {self.flips!r}")
+
     @property
     def active(self) -> bool:
-        return self.shifts or self.flips or self.rotations
+        return bool(self.shifts or self.flips or self.rotations)
+
+    @property
+    def flip_axes(self) -> tuple[str, ...]:
+        """The reflected axes: ("x", "y"), ("x",), ("y",) or ()."""
+        if self.flips is True:
+            return ("x", "y")
+        return (self.flips,) if self.flips else ()
 
     def __call__(self, x: torch.Tensor, sign_on_reflection: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Apply a random operation to x (C, H, W); sign_on_reflection (C,) is -1 for pseudoscalars."""
@@ -60,11 +72,11 @@ class Augmentation:
         if self.shifts:
             x = torch.roll(x, shifts=(draws[0] % x.shape[-2], draws[1] % x.shape[-1]), dims=(-2, -1))
         reflections = 0
-        if self.flips:
-            if draws[2] % 2:
-                x, reflections = torch.flip(x, dims=(-1,)), reflections + 1
-            if draws[3] % 2:
-                x, reflections = torch.flip(x, dims=(-2,)), reflections + 1
+        axes = self.flip_axes
+        if "x" in axes and draws[2] % 2:
+            x, reflections = torch.flip(x, dims=(-1,)), reflections + 1
+        if "y" in axes and draws[3] % 2:
+            x, reflections = torch.flip(x, dims=(-2,)), reflections + 1
         if self.rotations:
             if x.shape[-1] != x.shape[-2]:
                 raise UserError(f"90-degree rotations need square fields, got {tuple(x.shape[-2:])}")

@@ -31,7 +31,7 @@ class DataConfig:
     validation_fraction: float = 0.1
     normalization: str = "standard"                   # "standard", "minmax" or "mean-spatial"
     shifts: bool = False                              # random periodic shifts
-    flips: bool = False                               # reflections (pseudoscalars change sign)
+    flips: bool | str = False                         # reflections: true (x and y), "x" or "y"; pseudoscalars change sign
     rotations: bool = False                           # 90-degree rotations (square grids)
 
 
@@ -45,6 +45,11 @@ class OptimizerConfig:
     grad_clip: float = 1.0        # global gradient-norm clipping (0: off)
     ema_decay: float = 0.999
     ema_warmup: bool = True       # d = min(decay, (1 + k)/(10 + k))
+    decay_start: int = 0          # inverse-square-root decay after this many optimizer steps (0: constant)
+
+    def __post_init__(self):
+        if not isinstance(self.decay_start, int) or isinstance(self.decay_start, bool) or self.decay_start < 0:
+            raise UserError(f"optimizer.decay_start must be an integer >= 0, got {self.decay_start!r}")
 
 
 @dataclass
@@ -64,6 +69,18 @@ class TrainingConfig:
     channels_last: bool = False
     threads: int | None = None    # torch CPU threads (default: torch's choice)
     quiet: bool = False
+    monitor_every: int | None = None  # quality monitor interval in steps; None: 500 for runs >= 2000 steps; 0: off
+    monitor_samples: int = 32     # fields the monitor draws each time
+    monitor_steps: int = 10       # ode-heun steps of the monitor's sampler
+
+    def __post_init__(self):
+        for name in ("monitor_samples", "monitor_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")
+        every = self.monitor_every
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 0):
+            raise UserError(f"training.monitor_every must be an integer >= 0, got {every!r}")
 
 
 @dataclass

@@ -33,9 +33,11 @@ from sciscore.train.config import TrainConfig, config_from_dict
 from sciscore.train.data import TrainingData, augment_batch, data_statistics, load_training_data
 from sciscore.train.ema import ExponentialMovingAverage
 from sciscore.train.losses import SigmaBinnedLoss, denoising_loss, draw_times, drop_context
+from sciscore.train.monitor import MonitorSettings, QualityMonitor, monitor_interval
 
 log = logging.getLogger(__name__)
 METRICS = "metrics.jsonl"
+BEST = "best"  # RUN_DIR/best: the EMA checkpoint the quality monitor ranked highest
 
 
 @dataclass
@@ -77,7 +79,12 @@ def _optimizer(network, c) -> torch.optim.Adam:
 
 
 def _learning_rate(c, optimizer_step: int) -> float:
-    return c.learning_rate * min(1.0, (optimizer_step + 1) / max(1, c.warmup_steps))
+    """Linear warm-up, then constant or, from `decay_start` on, alpha_ref / sqrt(k / k_ref) (Karras et
+    al. 2024, EDM2, eq. 16): a function of the step alone, so --resume with more steps keeps it."""
+    rate = c.learning_rate * min(1.0, (optimizer_step + 1) / max(1, c.warmup_steps))
+    if c.decay_start:
+        rate /= math.sqrt(max(1.0, (optimizer_step + 1) / c.decay_start))
+    return rate
 
 
 @torch.no_grad()
@@ -212,6 +219,13 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
         run_dir.mkdir(parents=True, exist_ok=True)
         history = _read_metrics(run_dir / METRICS, start) if resume else []
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
+    every = monitor_interval(t_cfg.monitor_every, total)
+    monitor, best_rank = None, None
+    if every:
+        settings = MonitorSettings(every, t_cfg.monitor_samples, t_cfg.monitor_steps, t_cfg.seed)
+        monitor = QualityMonitor.for_training(data, process, settings, device)
+        if resume and (run_dir / BEST / ckpt.CONFIG).is_file():
+            best_rank = tuple(ckpt.read_config(run_dir / BEST).get("monitor", {}).get("monitor_rank", ())) or None
     params = [p for p in network.parameters()]
     binned = SigmaBinnedLoss(process, config.loss.sigma_bins, device)
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, mean, fluctuation, isotropy
@@ -237,6 +251,7 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
                 f.write(json.dumps(record) + "\n")
 
     network.train()
+    postfix = {}
     progress = tqdm(range(start, total), initial=start, total=total, disable=t_cfg.quiet or not main_rank,
                     desc="train", unit="step")
     for step in progress:
@@ -285,7 +300,8 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
                       "samples_per_second": interval_steps * batch * world_size / max(elapsed, 1e-9)}
             last_loss = values[0]
             write(record)
-            progress.set_postfix(loss=f"{values[0]:.4f}")
+            postfix["loss"] = f"{values[0]:.4f}"
+            progress.set_postfix(postfix)
             sums.zero_()
             interval_steps = 0
             clock = time.perf_counter()
@@ -295,6 +311,16 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
             if averaged is not None:
                 last_validation = averaged
                 write({"step": done, "validation_loss": raw, "validation_loss_ema": averaged})
+            clock = time.perf_counter()
+        if monitor is not None and (done % every == 0 or done == total):
+            record = {"step": done, **monitor.evaluate(ema.network)}
+            write(record)
+            postfix["quality"] = f"{record['monitor_passed']}/{record['monitor_checks']}"
+            progress.set_postfix(postfix)
+            if main_rank and (best_rank is None or tuple(record["monitor_rank"]) > best_rank):
+                best_rank = tuple(record["monitor_rank"])
+                best = _checkpoint_config(config, network, process, data, done, optimizer_steps)
+                ckpt.save_checkpoint(run_dir / BEST, network, ema.network, {**best, "monitor": record})
             clock = time.perf_counter()
         if done % t_cfg.checkpoint_every == 0 or done == total:
             save(done)
