@@ -119,7 +119,7 @@ def register(subparsers):
     opt.add_argument("--log-every", type=int, metavar="N", help="[training] log_every (default 10)")
     opt.add_argument("--checkpoint-every", type=int, metavar="N", help="[training] checkpoint_every (default 100)")
     opt.add_argument("--validation-every", type=int, metavar="N", help="[training] validation_every (default 100)")
-    opt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast on CUDA [training] bf16")
+    opt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast (CUDA, or a CPU with bf16 instructions) [training] bf16")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the network [training] compile")
     opt.add_argument("--channels-last", action="store_true", default=None, help="[training] channels_last")
     opt.add_argument("--threads", type=int, metavar="N", help="CPU threads [training] threads")

@@ -64,7 +64,7 @@ class TrainingConfig:
     validation_batches: int = 4
     max_nonfinite: int = 10       # stop after this many non-finite losses in a row
     device: str = "auto"
-    bf16: bool = False            # bfloat16 autocast (CUDA only)
+    bf16: bool = False            # bfloat16 autocast (CUDA, or CPUs with bf16 instructions)
     compile: bool = False         # torch.compile the network
     channels_last: bool = False
     threads: int | None = None    # torch CPU threads (default: torch's choice)

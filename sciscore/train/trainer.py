@@ -231,7 +231,7 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, mean, fluctuation, isotropy
     interval_steps, consecutive, written = 0, 0, []
     last_loss, last_validation = math.nan, None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.bf16 and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.bf16)
     clock = time.perf_counter()
 
     def save(step: int) -> None:
