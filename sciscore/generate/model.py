@@ -208,7 +208,7 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
 def load_model(path=None, *, ema: bool = True, device: str = "auto") -> GenerativeModel:
     """Load a model from a `sciscore train` run directory (or the shipped default when `path` is
     None). `ema` picks the exponential-moving-average weights (recommended)."""
-    from sciscore.train.checkpoint import EMA, MODEL, load_checkpoint
+    from sciscore.checkpoint import EMA, MODEL, load_checkpoint
 
     if path is None:
         from sciscore.pretrained import default_model_path
@@ -216,22 +216,19 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
         path = default_model_path()
     path = Path(path)
     torch_device = resolve_device(device)
-    network, config = load_checkpoint(path, ema=ema, device=torch_device)
-    if config.get("data", {}).get("context_variables") or network.config.context_channels:
+    network, record = load_checkpoint(path, ema=ema, device=torch_device)
+    if record.context_variables or network.config.context_channels:
         raise UserError(f"{path} is a context-conditional model; 'sciscore generate' does not take context fields yet")
-    grid = config.get("grid") or {}
-    dims = tuple(grid.get("dims") or ("y", "x"))
+    grid = record.grid
     coords = {}
-    for axis, name, size in zip(("y", "x"), dims, grid.get("shape") or [None, None]):
-        values = grid.get(axis)
+    for axis, name, size in zip(("y", "x"), grid.dims, grid.shape):
+        values = getattr(grid, axis)
         if values is None:  # the training data had no coordinate: use grid indices
             values = list(range(int(size)))
-        coords[name] = (values, grid.get(f"{axis}_attrs") or {})
-    if "normalizer" not in config:
-        raise UserError(f"{path}/config.json has no normalizer; the checkpoint is incomplete, retrain it")
+        coords[name] = (values, getattr(grid, f"{axis}_attrs"))
     weights_file = path / (EMA if ema else MODEL)
     return GenerativeModel(
-        network=network, process=network.process, normalizer=Normalizer.from_dict(config["normalizer"]),
-        variables=tuple(config["variables"]), dims=dims, coords=coords,
-        variable_attrs=config.get("variable_attrs", {}), path=path, checksum=_checksum(weights_file),
+        network=network, process=network.process, normalizer=record.normalizer,
+        variables=tuple(record.variables), dims=tuple(grid.dims), coords=coords,
+        variable_attrs=record.variable_attrs, path=path, checksum=_checksum(weights_file),
         weights="ema" if ema else "raw", device=torch_device)

@@ -123,8 +123,7 @@ def main() -> None:
         train(config, run_dir, dataset=data, resume=resume, overwrite=not resume)
         train_seconds = time.perf_counter() - clock
         network, saved = load_checkpoint(run_dir, ema=True)
-        from sciscore.fields import Normalizer
-        normalizer = Normalizer.from_dict(saved["normalizer"])
+        normalizer = saved.normalizer
         clock = time.perf_counter()
         solution = solve(SamplingProblem(network, network.process, (1, args.size, args.size)),
                          solver="ode-heun", steps=40, n=args.samples, seed=0, batch_size=128, denoise=True)
