@@ -27,9 +27,9 @@ from sciscore.devices import resolve_device
 from sciscore.errors import UserError
 from sciscore.fields.normalize import Normalizer
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
+from sciscore.sde.solvers import default_steps
 
-DEFAULT_SOLVER = "ode-heun"
-DEFAULT_STEPS = 18          # 18 Heun steps on the Karras grid: 35-36 score evaluations
+DEFAULT_SOLVER = "ode-heun"  # on the Karras grid its default is 18 steps (35-36 score evaluations): sde/solvers.py
 DEFAULT_GRID = "karras"     # EDM's rho = 7 grid: fine steps at small noise, where the detail is made
 DEFAULT_SAMPLES = 32
 DEFAULT_BATCH_SIZE = 16     # per-field cost on a 2-core CPU was lowest at batch 16
@@ -119,10 +119,11 @@ class GenerativeModel:
         return attrs
 
     def generate(self, n: int = DEFAULT_SAMPLES, *, variables: Sequence[str] | None = None,
-                 solver: str = DEFAULT_SOLVER, steps: int = DEFAULT_STEPS, seed: int = 0,
+                 solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                  grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                  progress: bool = False) -> xr.Dataset:
         """`n` generated fields in physical units, dims (sample, y, x), with provenance attrs.
+        `steps`: default the solver's on `grid` (`sciscore.sde.solvers.default_steps`).
 
         Sample i depends only on (seed, i), not on `batch_size`."""
         variables = self.select(variables)
@@ -144,12 +145,14 @@ class SamplerOptions:
     """How to sample: the `sciscore.sde.solve` settings that change the samples."""
 
     solver: str = DEFAULT_SOLVER
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None        # None: the solver's default on the grid
     seed: int = 0
     grid: str = DEFAULT_GRID
     denoise: bool = True
 
     def __post_init__(self):
+        if self.steps is None:
+            object.__setattr__(self, "steps", default_steps(self.solver, self.grid))
         if self.steps < 1:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
 
@@ -177,7 +180,7 @@ def _sigterm_as_interrupt():
 
 
 def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, variables=None,
-                  solver: str = DEFAULT_SOLVER, steps: int = DEFAULT_STEPS, seed: int = 0,
+                  solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                   grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                   overwrite: bool = False, resume: bool = False, progress: bool = False) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
