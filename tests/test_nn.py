@@ -63,7 +63,7 @@ def _shift_mean(x, amount):
 
 
 def test_independent_bypass_decouples_mean_and_fluctuation():
-    """The paper's bypass (seed 000 eq. 14-15): the U-Net part ignores the input's mean and the
+    """The paper's bypass (Deck & Bischoff 2023, eq. 14-15): the U-Net part ignores the input's mean and the
     bypass ignores its fluctuation."""
     net = make(in_channels=2, mean_bypass="independent")
     x, t = torch.randn(3, 2, 16, 16), torch.rand(3)

@@ -46,7 +46,7 @@ def tiny_config(steps=6, **training):
 # Losses
 @pytest.mark.parametrize("kind,process", [("dsm", VE(sigma_max=20.0)), ("edm", VE(sigma_max=20.0)), ("v", VP())])
 def test_loss_split_sums_to_plain_loss(kind, process):
-    """Seed 000 eq. 16-17: mean term + fluctuation term == the plain loss (float64, exact up to round-off)."""
+    """Deck & Bischoff 2023, eq. 16-17: mean term + fluctuation term == the plain loss (float64, exact up to round-off)."""
     torch.manual_seed(0)
     net = build_network(NetworkConfig(in_channels=2, mean_bypass="coupled", **TINY), process).double().eval()
     x0, noise = torch.randn(3, 2, 8, 8, dtype=torch.float64), torch.randn(3, 2, 8, 8, dtype=torch.float64)

@@ -2,7 +2,8 @@
 
 Project-wide convention: ``net(x, t, context)`` with x (B, C, H, W), t (B,) process time and
 context (B, Cc, H, W) returns marginal_std(t) * score(x, t), i.e. the paper's sigma * s_theta
-(seed 000, eq. 10), which is minus the epsilon prediction; the score is output / marginal_std(t).
+(Deck & Bischoff 2023, "Easing Color Shifts in Score-Based Diffusion
+Models", eq. 10), which is minus the epsilon prediction; the score is output / marginal_std(t).
 
 Like EDM's preconditioners (Karras et al. 2022, Table 1), the wrapper owns every sigma-dependent
 scaling and the raw U-Net sees O(1) inputs at every noise level:
@@ -15,8 +16,8 @@ preconditioning "c_in" (default): output = F(c_in x_hat'; c_noise), the network 
 preconditioning "edm": D = c_skip x_hat + c_out F  and  output = (D - x_hat) / sigma  (EDM eq. 7).
 preconditioning "none": CliMAgen's, F sees x_hat itself.
 
-With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, seed 000
-eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
+With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, Deck &
+Bischoff 2023, eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
 m / sqrt(sigma_mean^2 + sigma^2 / n), the mean of x_hat in units of its own std, and its output
 is divided by sqrt(n), n = H W (eq. 15).
 

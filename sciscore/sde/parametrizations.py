@@ -5,7 +5,7 @@ networks: ``net(x, t, context=c)``) with x (B, C, H, W) and t (B,) the process t
 
     sigma_score = marginal_std(t) * score(x, t) = -eps_hat,
 
-the "sigma * score" of the mean-bypass paper (seed 000). ``score_from_network`` divides it back.
+the "sigma * score" of Deck & Bischoff 2023 (eq. 10). ``score_from_network`` divides it back.
 
 With m = s(t) sigma(t) (``marginal_std``) and x = s x0 + m eps (processes.py):
 

@@ -69,7 +69,7 @@ def plot(out_dirs: list, figure: Path) -> dict:
     fig.tight_layout()
     fig.savefig(figure, dpi=120)
     plt.close(fig)
-    # training curves: the two loss terms of seed 000 eq. 16-17 for each model
+    # training curves: the two loss terms of Deck & Bischoff 2023, eq. 16-17, for each model
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for directory in map(Path, out_dirs):
         for mode in ("independent", "coupled"):
