@@ -63,7 +63,7 @@ def _shift_mean(x, amount):
 
 
 def test_independent_bypass_decouples_mean_and_fluctuation():
-    """The paper's bypass (seed 000 eq. 14-15): the U-Net part ignores the input's mean and the
+    """The paper's bypass (Deck & Bischoff 2023, eq. 14-15): the U-Net part ignores the input's mean and the
     bypass ignores its fluctuation."""
     net = make(in_channels=2, mean_bypass="independent")
     x, t = torch.randn(3, 2, 16, 16), torch.rand(3)
@@ -153,3 +153,26 @@ def test_constant_mean_channel_is_reproduced_by_sampling():
     means = solution.x.mean(dim=(-2, -1))
     torch.testing.assert_close(means[:, 1], torch.full((3,), 0.25), atol=1e-5, rtol=0)
     assert (means[:, 0] - 0.25).abs().min() > 1e-3  # the other channel is free
+
+
+@pytest.mark.parametrize("preconditioning,label", [("c_in", "time"), ("edm", "log_sigma"), ("none", "time")])
+def test_preconditioner_owns_the_sigma_scalings(preconditioning, label):
+    """The preconditioner's scalings are sde.parametrizations' (Karras et al. 2022, Table 1), and
+    the network uses them: with F = 0 and no bypass, c_in/none give 0 and edm gives (c_skip - 1) x / sigma."""
+    from sciscore.sde.parametrizations import edm_preconditioning
+
+    process = VE(sigma_max=50.0)
+    net = make(process, preconditioning=preconditioning, mean_bypass="none", sigma_data=0.7, noise_label=label)
+    t = torch.tensor([0.1, 0.5, 0.9])
+    s = net.preconditioner(t, torch.float32)
+    sigma = process.sigma(t).float()
+    c_skip, c_out, c_in, log_sigma = edm_preconditioning(sigma, 0.7)
+    assert torch.equal(s.sigma, sigma) and torch.equal(s.c_skip, c_skip) and torch.equal(s.c_out, c_out)
+    assert torch.equal(s.c_in, torch.ones_like(c_in) if preconditioning == "none" else c_in)
+    assert torch.equal(s.c_noise, t if label == "time" else log_sigma)
+    with torch.no_grad():
+        net.unet.project.weight.zero_(), net.unet.project.bias.zero_()
+    x = torch.randn(3, 1, 8, 8)
+    expected = (c_skip - 1)[:, None, None, None] * x / sigma[:, None, None, None] if preconditioning == "edm" else 0 * x
+    torch.testing.assert_close(net(x, t), expected, rtol=1e-6, atol=1e-7)
+    assert not list(net.preconditioner.parameters()) and not net.preconditioner.state_dict()  # nothing saved

@@ -32,3 +32,26 @@ def test_plain_generate_command_uses_the_default_model(tmp_path, monkeypatch):
 
     ds = xr.open_dataset(tmp_path / "generated_supersaturation_seed0.nc")
     assert list(ds.data_vars) == ["supersaturation"] and ds.attrs["sciscore_status"] == "complete"
+
+
+def test_default_model_output_is_pinned():
+    """The shipped model's fields for a fixed seed are what tests/data/default_model_pin.json
+    recorded: refactors must not change them. An intended change (a new shipped model, new noise
+    streams) regenerates the pin with `python tests/data/make_default_model_pin.py`."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).parent / "data" / "make_default_model_pin.py"
+    spec = importlib.util.spec_from_file_location("make_default_model_pin", script)
+    pin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin)
+    expected = json.loads(pin.PIN.read_text())
+    assert expected["samples"] == pin.SAMPLES and expected["seed"] == pin.SEED
+    got = pin.pinned_values()
+    assert got.keys() == expected["values"].keys()
+    for case, variables in expected["values"].items():
+        for variable, values in variables.items():
+            for key in ("mean", "std", "pixels"):
+                np.testing.assert_allclose(got[case][variable][key], values[key], rtol=1e-5, atol=1e-5,
+                                           err_msg=f"{case} {variable} {key}")

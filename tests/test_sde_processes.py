@@ -9,10 +9,31 @@ import torch
 
 from sciscore.errors import UserError
 from sciscore.sde import (
-    EDM, VE, VP, DiscreteVP, SubVP, edm_denoiser, edm_preconditioning, edm_training_target,
-    estimate_sigma_max, from_score, process_from_dict, rescale_zero_terminal_snr, score_from_network,
-    time_grid, to_score,
+    EDM, VE, VP, DiscreteVP, SubVP, edm_preconditioning, estimate_sigma_max, from_score, process_from_dict,
+    rescale_zero_terminal_snr, score_from_network, time_grid, to_score,
 )
+from sciscore.sde.processes import _per_sample
+
+
+def edm_denoiser(raw_net, process, sigma_data=None):
+    """Reference: D(x, t) = c_skip y + c_out F(c_in y; c_noise), y = x / s(t) (Karras et al. 2022,
+    eq. 7 and Table 1); ``raw_net(x, c_noise)``."""
+    if sigma_data is None:
+        sigma_data = getattr(process, "sigma_data", 0.5)
+
+    def denoise(x, t):
+        t = torch.as_tensor(t).to(x.device)
+        y = x / _per_sample(process.scale(t), x)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(process.sigma(t).to(x.dtype), sigma_data)
+        return _per_sample(c_skip, x) * y + _per_sample(c_out, x) * raw_net(_per_sample(c_in, x) * y, c_noise)
+
+    return denoise
+
+
+def edm_training_target(x0, x, sigma, sigma_data):
+    """Reference: F's target (x0 - c_skip x) / c_out (Karras et al. 2022, eq. 8), x = x0 + sigma n."""
+    c_skip, c_out, _, _ = edm_preconditioning(sigma, sigma_data)
+    return (x0 - _per_sample(c_skip, x) * x) / _per_sample(c_out, x)
 
 
 

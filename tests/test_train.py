@@ -46,7 +46,7 @@ def tiny_config(steps=6, **training):
 # Losses
 @pytest.mark.parametrize("kind,process", [("dsm", VE(sigma_max=20.0)), ("edm", VE(sigma_max=20.0)), ("v", VP())])
 def test_loss_split_sums_to_plain_loss(kind, process):
-    """Seed 000 eq. 16-17: mean term + fluctuation term == the plain loss (float64, exact up to round-off)."""
+    """Deck & Bischoff 2023, eq. 16-17: mean term + fluctuation term == the plain loss (float64, exact up to round-off)."""
     torch.manual_seed(0)
     net = build_network(NetworkConfig(in_channels=2, mean_bypass="coupled", **TINY), process).double().eval()
     x0, noise = torch.randn(3, 2, 8, 8, dtype=torch.float64), torch.randn(3, 2, 8, 8, dtype=torch.float64)
@@ -147,12 +147,12 @@ def test_checkpoint_round_trip_raw_and_ema(tmp_path):
     raw, saved = load_checkpoint(tmp_path / "run", ema=False)
     ema, _ = load_checkpoint(tmp_path / "run", ema=True)
     assert not raw.training and not ema.training
-    assert saved["variables"] == ["s", "vorticity"] and saved["step"] == 4
-    assert saved["grid"]["shape"] == [16, 16] and saved["grid"]["x"][1] == 0.5
-    assert saved["variable_attrs"]["s"]["long_name"] == "supersaturation"
-    assert set(saved["constant_means"]) == {"vorticity"}
-    assert saved["normalizer"]["variables"] == ["s", "vorticity"]
-    assert saved["process"]["name"] == "ve" and saved["process"]["sigma_max"] > 1
+    assert saved.variables == ["s", "vorticity"] and saved.step == 4
+    assert saved.grid.shape == [16, 16] and saved.grid.x[1] == 0.5
+    assert saved.variable_attrs["s"]["long_name"] == "supersaturation"
+    assert set(saved.constant_means) == {"vorticity"}
+    assert saved.normalizer.variables == ("s", "vorticity")
+    assert saved.process.name == "ve" and saved.process.sigma_max > 1
     # raw weights and EMA weights are different tensors, each restored exactly
     from safetensors.torch import load_file
     for network, name in ((raw, "model"), (ema, "ema")):
@@ -179,12 +179,12 @@ def test_cli_trains_from_netcdf_and_toml(tmp_path, capsys):
             "--steps", "2", "--augment", "shifts,flips", "--device", "cpu", "-q", "-o", str(tmp_path / "run")]
     assert main(args) == 0
     network, config = load_checkpoint(tmp_path / "run")
-    assert config["step"] == 2                      # the command line wins over the file
-    assert config["network"]["channels"] == [8, 16]  # the file wins over the defaults
-    assert config["training_config"]["data"]["flips"] is True
+    assert config.step == 2                         # the command line wins over the file
+    assert config.network.channels == (8, 16)       # the file wins over the defaults
+    assert config.training_config["data"]["flips"] is True
     assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
     assert main(args[:-2] + ["--steps", "3", "--resume", "-o", str(tmp_path / "run")]) == 0
-    assert load_checkpoint(tmp_path / "run")[1]["step"] == 3
+    assert load_checkpoint(tmp_path / "run")[1].step == 3
     toml.write_text("[training]\nbatchsize = 2\n")
     capsys.readouterr()
     assert main(args[:-1] + [str(tmp_path / "other")]) == 2
@@ -269,7 +269,7 @@ def test_other_processes_and_losses_train(tmp_path, process, loss, preconditioni
     result = train(config, tmp_path / "run", dataset=fields())
     assert result.skipped == 0 and math.isfinite(result.last_loss) and math.isfinite(result.validation_loss)
     network, saved = load_checkpoint(tmp_path / "run")
-    assert saved["process"]["name"] == process and network.process.name == process
+    assert saved.process.name == process and network.process.name == process
 
 
 def test_sigma_binned_loss_means():
@@ -309,7 +309,7 @@ def test_context_channels_epochs_and_warmup(tmp_path):
     assert result.step == 6  # 6 training fields / batch 2 = 3 steps per epoch
     assert [r["lr"] for r in result.history] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
     network, saved = load_checkpoint(tmp_path / "run")
-    assert network.config.context_channels == 1 and saved["context_variables"] == ["vorticity"]
-    assert saved["context_normalizer"]["variables"] == ["vorticity"]
+    assert network.config.context_channels == 1 and saved.context_variables == ["vorticity"]
+    assert saved.context_normalizer.variables == ("vorticity",)
     x, context = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
     assert network(x, torch.rand(2), context).shape == x.shape

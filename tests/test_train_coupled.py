@@ -12,7 +12,6 @@ import pytest
 import torch
 import xarray as xr
 
-from sciscore.fields import Normalizer
 from sciscore.sde import SamplingProblem, solve
 from sciscore.train import config_from_dict, load_checkpoint, train
 
@@ -54,7 +53,7 @@ def test_coupled_bypass_reproduces_mean_fluctuation_dependence(tmp_path):
             network, saved = load_checkpoint(tmp_path / mode)
             solution = solve(SamplingProblem(network, network.process, (1, 16, 16)), solver="ode-heun", steps=40,
                              n=256, seed=0, batch_size=128, denoise=True)
-            x = Normalizer.from_dict(saved["normalizer"]).invert(solution.x.numpy().astype(np.float64))[:, 0]
+            x = saved.normalizer.invert(solution.x.numpy().astype(np.float64))[:, 0]
             generated[mode] = correlation(x)
     finally:
         torch.set_num_threads(threads)

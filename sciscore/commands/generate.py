@@ -6,14 +6,12 @@ import argparse
 import logging
 
 from sciscore.commands._common import add_device, add_overwrite, add_quiet
-
-# The solver namespace of sciscore.sde.solve (kept here so that --help does not import torch).
-SOLVERS = ("euler", "milstein", "srk", "heun", "midpoint", "reversible_heun", "ode-heun", "ode-adaptive", "edm", "pc")
+from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps  # the solver table (no torch)
 
 
 def register(subparsers):
     from sciscore.generate.model import (
-        DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER, DEFAULT_STEPS)
+        DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 
     parser = subparsers.add_parser(
         "generate", help="generate fields with a trained score model and write NetCDF",
@@ -28,8 +26,10 @@ def register(subparsers):
                         help="variable to write (repeatable; default: all of the model's variables)")
     parser.add_argument("-n", "--samples", type=int, default=DEFAULT_SAMPLES, help="number of fields")
     parser.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="sampler")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="solver steps")
-    parser.add_argument("--grid", choices=("karras", "uniform"), default=DEFAULT_GRID,
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"solver steps (default: the solver's on the grid; {DEFAULT_SOLVER} on "
+                             f"{DEFAULT_GRID}: {default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})")
+    parser.add_argument("--grid", choices=CONTINUOUS_GRIDS, default=DEFAULT_GRID,
                         help="time grid of the solver steps (karras: EDM's rho = 7)")
     parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
                         help="finish with one Tweedie denoising step (one more score evaluation)")

@@ -174,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if config.training.threads:  # a process setting: the command sets it, the library does not
+        import torch
+
+        torch.set_num_threads(config.training.threads)
     result = train(config, args.output, resume=args.resume, overwrite=args.overwrite)
     message = f"trained {result.step} steps; checkpoint in {result.run_dir}"
     if result.validation_loss is not None:

@@ -18,7 +18,8 @@ Two families:
     holds the order statistic :math:`x_{(\lceil pn \rceil)}` (numpy's ``method="inverted_cdf"``),
     so each quantile is within Δ of it and a difference of two quantiles within 2Δ.
 
-The **color-shift score** (seed 000, the mean-bypass paper: a color shift is an error in the
+The **color-shift score** (Deck & Bischoff 2023, "Easing Color Shifts in Score-Based Diffusion
+Models": a color shift is an error in the
 spatial means) is :math:`W_1(\bar{x}_{gen}, \bar{x}_{ref}) / \mathrm{std}(\bar{x}_{ref})`. A
 variable whose reference means are constant (vorticity on a periodic domain has mean 0 exactly)
 is normalised by the reference fluctuation std instead (`color_shift_score` says which).

@@ -4,7 +4,7 @@ Two means are useful for generated fields:
 
 - the **spatial mean** of each sample, :math:`\bar{x} = \frac{1}{N_y N_x}\sum_{ij} x_{ij}`, and the
   fluctuation :math:`x' = x - \bar{x}` about it (the color-shift view of the mean-bypass paper,
-  seed 000, Sec. 2: :math:`x = \bar{x} + x'`);
+  Deck & Bischoff 2023, section 2: :math:`x = \bar{x} + x'`);
 - the **ensemble mean** over samples, :math:`\langle x \rangle`, and the fluctuation
   :math:`x - \langle x \rangle` about it.
 

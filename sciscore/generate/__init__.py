@@ -1,12 +1,12 @@
 """Generate fields with a trained model: `load_model`, `GenerativeModel.generate`, `generate_file`."""
 
 from sciscore.generate.model import (
-    DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER, DEFAULT_STEPS, GenerativeModel, SamplerOptions,
+    DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER, GenerativeModel, SamplerOptions,
     generate_file, load_model,
 )
 from sciscore.generate.sample_file import SampleFile, append_samples, create_sample_file, resume_sample_file
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "DEFAULT_GRID", "DEFAULT_SAMPLES", "SamplerOptions", "DEFAULT_SOLVER", "DEFAULT_STEPS", "GenerativeModel", "generate_file",
+    "DEFAULT_BATCH_SIZE", "DEFAULT_GRID", "DEFAULT_SAMPLES", "SamplerOptions", "DEFAULT_SOLVER", "GenerativeModel", "generate_file",
     "load_model", "SampleFile", "append_samples", "create_sample_file", "resume_sample_file",
 ]

@@ -27,9 +27,9 @@ from sciscore.devices import resolve_device
 from sciscore.errors import UserError
 from sciscore.fields.normalize import Normalizer
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
+from sciscore.sde.solvers import default_steps
 
-DEFAULT_SOLVER = "ode-heun"
-DEFAULT_STEPS = 18          # 18 Heun steps on the Karras grid: 35-36 score evaluations
+DEFAULT_SOLVER = "ode-heun"  # on the Karras grid its default is 18 steps (35-36 score evaluations): sde/solvers.py
 DEFAULT_GRID = "karras"     # EDM's rho = 7 grid: fine steps at small noise, where the detail is made
 DEFAULT_SAMPLES = 32
 DEFAULT_BATCH_SIZE = 16     # per-field cost on a 2-core CPU was lowest at batch 16
@@ -119,10 +119,11 @@ class GenerativeModel:
         return attrs
 
     def generate(self, n: int = DEFAULT_SAMPLES, *, variables: Sequence[str] | None = None,
-                 solver: str = DEFAULT_SOLVER, steps: int = DEFAULT_STEPS, seed: int = 0,
+                 solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                  grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                  progress: bool = False) -> xr.Dataset:
         """`n` generated fields in physical units, dims (sample, y, x), with provenance attrs.
+        `steps`: default the solver's on `grid` (`sciscore.sde.solvers.default_steps`).
 
         Sample i depends only on (seed, i), not on `batch_size`."""
         variables = self.select(variables)
@@ -144,12 +145,14 @@ class SamplerOptions:
     """How to sample: the `sciscore.sde.solve` settings that change the samples."""
 
     solver: str = DEFAULT_SOLVER
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None        # None: the solver's default on the grid
     seed: int = 0
     grid: str = DEFAULT_GRID
     denoise: bool = True
 
     def __post_init__(self):
+        if self.steps is None:
+            object.__setattr__(self, "steps", default_steps(self.solver, self.grid))
         if self.steps < 1:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
 
@@ -177,7 +180,7 @@ def _sigterm_as_interrupt():
 
 
 def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, variables=None,
-                  solver: str = DEFAULT_SOLVER, steps: int = DEFAULT_STEPS, seed: int = 0,
+                  solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                   grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                   overwrite: bool = False, resume: bool = False, progress: bool = False) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
@@ -208,7 +211,7 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
 def load_model(path=None, *, ema: bool = True, device: str = "auto") -> GenerativeModel:
     """Load a model from a `sciscore train` run directory (or the shipped default when `path` is
     None). `ema` picks the exponential-moving-average weights (recommended)."""
-    from sciscore.train.checkpoint import EMA, MODEL, load_checkpoint
+    from sciscore.checkpoint import EMA, MODEL, load_checkpoint
 
     if path is None:
         from sciscore.pretrained import default_model_path
@@ -216,22 +219,19 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
         path = default_model_path()
     path = Path(path)
     torch_device = resolve_device(device)
-    network, config = load_checkpoint(path, ema=ema, device=torch_device)
-    if config.get("data", {}).get("context_variables") or network.config.context_channels:
+    network, record = load_checkpoint(path, ema=ema, device=torch_device)
+    if record.context_variables or network.config.context_channels:
         raise UserError(f"{path} is a context-conditional model; 'sciscore generate' does not take context fields yet")
-    grid = config.get("grid") or {}
-    dims = tuple(grid.get("dims") or ("y", "x"))
+    grid = record.grid
     coords = {}
-    for axis, name, size in zip(("y", "x"), dims, grid.get("shape") or [None, None]):
-        values = grid.get(axis)
+    for axis, name, size in zip(("y", "x"), grid.dims, grid.shape):
+        values = getattr(grid, axis)
         if values is None:  # the training data had no coordinate: use grid indices
             values = list(range(int(size)))
-        coords[name] = (values, grid.get(f"{axis}_attrs") or {})
-    if "normalizer" not in config:
-        raise UserError(f"{path}/config.json has no normalizer; the checkpoint is incomplete, retrain it")
+        coords[name] = (values, getattr(grid, f"{axis}_attrs"))
     weights_file = path / (EMA if ema else MODEL)
     return GenerativeModel(
-        network=network, process=network.process, normalizer=Normalizer.from_dict(config["normalizer"]),
-        variables=tuple(config["variables"]), dims=dims, coords=coords,
-        variable_attrs=config.get("variable_attrs", {}), path=path, checksum=_checksum(weights_file),
+        network=network, process=network.process, normalizer=record.normalizer,
+        variables=tuple(record.variables), dims=tuple(grid.dims), coords=coords,
+        variable_attrs=record.variable_attrs, path=path, checksum=_checksum(weights_file),
         weights="ema" if ema else "raw", device=torch_device)

@@ -3,11 +3,11 @@
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import ResidualBlock, conv3x3, group_count
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
-from sciscore.nn.network import NetworkConfig, ScoreNetwork, build_network, count_parameters
+from sciscore.nn.network import NetworkConfig, Preconditioner, Scalings, ScoreNetwork, build_network, count_parameters
 from sciscore.nn.unet import UNet
 
 __all__ = [
     "GaussianFourierEmbedding", "ResidualBlock", "conv3x3", "group_count",
     "BYPASS_MODES", "MeanBypass", "MeanEmbedding",
-    "NetworkConfig", "ScoreNetwork", "build_network", "count_parameters", "UNet",
+    "NetworkConfig", "Preconditioner", "Scalings", "ScoreNetwork", "build_network", "count_parameters", "UNet",
 ]

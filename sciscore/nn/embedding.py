@@ -3,7 +3,7 @@
     gamma(t) = [sin(2 pi W t), cos(2 pi W t)],   W ~ N(0, scale^2) of size dim/2, fixed.
 
 W is a buffer, not a parameter: it is saved with the weights but never trained (CliMAgen meant
-it to be frozen but Flux trained it; see shared/notes/climagen.md section 9).
+it to be frozen but Flux trained it).
 """
 
 from __future__ import annotations

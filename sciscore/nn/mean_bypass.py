@@ -1,4 +1,5 @@
-"""The mean bypass (seed 000, section 3.2, eq. 15; CliMAgen's mean_skip layers with gnorm=true).
+"""The mean bypass (Deck & Bischoff 2023, "Easing Color Shifts in Score-Based
+Diffusion Models", section 3.2, eq. 15; CliMAgen's mean_skip layers with gnorm=true).
 
 A small dense network maps the per-channel spatial means of the input (and of the context
 channels) plus the time embedding to sqrt(H W) * mean(sigma * score); the caller divides by

@@ -2,10 +2,12 @@
 
 Project-wide convention: ``net(x, t, context)`` with x (B, C, H, W), t (B,) process time and
 context (B, Cc, H, W) returns marginal_std(t) * score(x, t), i.e. the paper's sigma * s_theta
-(seed 000, eq. 10), which is minus the epsilon prediction; the score is output / marginal_std(t).
+(Deck & Bischoff 2023, "Easing Color Shifts in Score-Based Diffusion
+Models", eq. 10), which is minus the epsilon prediction; the score is output / marginal_std(t).
 
-Like EDM's preconditioners (Karras et al. 2022, Table 1), the wrapper owns every sigma-dependent
-scaling and the raw U-Net sees O(1) inputs at every noise level:
+Like EDM's preconditioners (Karras et al. 2022, Table 1), one piece, `Preconditioner`, owns every
+sigma-dependent scaling (reusing `sde.parametrizations.edm_preconditioning`), so the raw U-Net
+sees O(1) inputs at every noise level:
 
     x_hat = x / s(t)                           undo the VP signal scale: x_hat = x0 + sigma z
     c_in  = 1 / sqrt(sigma_data^2 + sigma^2)   input scale of the (de-meaned) field
@@ -15,8 +17,8 @@ preconditioning "c_in" (default): output = F(c_in x_hat'; c_noise), the network 
 preconditioning "edm": D = c_skip x_hat + c_out F  and  output = (D - x_hat) / sigma  (EDM eq. 7).
 preconditioning "none": CliMAgen's, F sees x_hat itself.
 
-With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, seed 000
-eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
+With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, Deck &
+Bischoff 2023, eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
 m / sqrt(sigma_mean^2 + sigma^2 / n), the mean of x_hat in units of its own std, and its output
 is divided by sqrt(n), n = H W (eq. 15).
 
@@ -39,6 +41,7 @@ from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
 from sciscore.nn.unet import UNet
+from sciscore.sde.parametrizations import edm_preconditioning
 
 PRECONDITIONINGS = ("c_in", "edm", "none")
 NOISE_LABELS = ("auto", "time", "log_sigma")
@@ -102,8 +105,72 @@ class NetworkConfig:
         return cls(**data)
 
 
+@dataclass
+class Scalings:
+    """The sigma-dependent scalings at a batch of process times t, each (B,) in the input dtype."""
+
+    sigma: torch.Tensor      # noise level sigma(t)
+    scale: torch.Tensor      # signal scale s(t): x = s (x0 + sigma z)
+    c_in: torch.Tensor       # U-Net input scale
+    c_noise: torch.Tensor    # noise label fed to the time embedding
+    c_skip: torch.Tensor     # EDM skip weight (used with preconditioning "edm")
+    c_out: torch.Tensor      # EDM output scale (used with preconditioning "edm")
+
+
+class Preconditioner(nn.Module):
+    """Owns every sigma-dependent scaling of the network (Karras et al. 2022, Table 1, as NVlabs/edm's
+    preconditioners do): the input scales c_in (field) and 1/sqrt(sigma_mean^2 + sigma^2/n) (spatial
+    mean), the noise label c_noise, and the output map; c_skip, c_out, c_in and ln(sigma)/4 come from
+    `sde.parametrizations.edm_preconditioning`. No parameters (its buffers are not saved)."""
+
+    def __init__(self, config: NetworkConfig, process):
+        super().__init__()
+        self.process = process
+        self.kind = config.preconditioning
+        self.sigma_data = config.sigma_data
+        label = config.noise_label
+        self.label_kind = ("log_sigma" if getattr(process, "name", "") == "edm" else "time") if label == "auto" else label
+        mean_std = config.sigma_data_mean if config.sigma_data_mean is not None else [config.sigma_data] * config.in_channels
+        self.register_buffer("sigma_data_mean", torch.tensor(mean_std, dtype=torch.float32), persistent=False)
+
+    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> Scalings:
+        """Scalings at t (B,) float32."""
+        sigma = self.process.sigma(t).to(dtype)
+        scale = self.process.scale(t).to(dtype)
+        c_skip, c_out, c_in, log_label = edm_preconditioning(sigma, self.sigma_data)
+        if self.kind == "none":  # CliMAgen's: the U-Net sees x_hat itself
+            c_in = torch.ones_like(c_in)
+        c_noise = t if self.label_kind == "time" else log_label
+        return Scalings(sigma, scale, c_in, c_noise, c_skip, c_out)
+
+    def mean_input(self, m: torch.Tensor, s: Scalings, n: int) -> torch.Tensor:
+        """The spatial means m (B, C) of x_hat in units of their own std, sqrt(sigma_mean^2 + sigma^2/n)."""
+        return m / torch.sqrt(self.sigma_data_mean ** 2 + s.sigma[:, None] ** 2 / n)
+
+    def output(self, x_hat: torch.Tensor, fluct: torch.Tensor, mean: torch.Tensor, s: Scalings, split: bool):
+        """The network output sigma * score from the raw prediction F = fluct + mean.
+
+        "c_in", "none": F itself (the network predicts -z). "edm": D = c_skip x_hat + c_out F, and
+        output = (D - x_hat) / sigma (Karras et al. 2022, eq. 7), split into the same two parts;
+        with `split` False everything goes into the first part."""
+        if self.kind != "edm":
+            return fluct, mean
+        sigma = s.sigma[:, None, None, None]
+        c_skip, c_out = s.c_skip[:, None, None, None], s.c_out[:, None, None, None]
+        x_mean = x_hat.mean(dim=(-2, -1), keepdim=True)
+        fluct = ((c_skip - 1) * (x_hat - x_mean) + c_out * fluct) / sigma
+        mean = ((c_skip - 1) * x_mean + c_out * mean) / sigma
+        if not split:
+            fluct, mean = fluct + mean, torch.zeros_like(mean)
+        return fluct, mean
+
+
 class ScoreNetwork(nn.Module):
-    """net(x, t, context) = marginal_std(t) * score(x, t); see the module docstring."""
+    """net(x, t, context) = marginal_std(t) * score(x, t); see the module docstring.
+
+    Three pieces: the `Preconditioner` (every sigma-dependent scaling), the Reynolds split
+    (`reynolds_parts`: U-Net on the fluctuation, bypass on the mean), and the exact mean of
+    constant-mean channels (`constant_mean_parts`)."""
 
     def __init__(self, config: NetworkConfig, process):
         super().__init__()
@@ -122,45 +189,40 @@ class ScoreNetwork(nn.Module):
                                      c.bypass_width, self.unet.pooled_dim if coupled else 0)
         if coupled:
             self.mean_embedding = MeanEmbedding(c.in_channels, c.embed_dim)
-        mean_std = c.sigma_data_mean if c.sigma_data_mean is not None else [c.sigma_data] * c.in_channels
-        self.register_buffer("sigma_data_mean", torch.tensor(mean_std, dtype=torch.float32), persistent=False)
+        self.preconditioner = Preconditioner(config, process)
         constant = c.constant_means or [None] * c.in_channels
         self.register_buffer("constant_mask", torch.tensor([v is not None for v in constant]), persistent=False)
         self.register_buffer("constant_value", torch.tensor([0.0 if v is None else float(v) for v in constant]),
                              persistent=False)
         self.has_constant_means = bool(self.constant_mask.any())
-        label = c.noise_label
-        self.label_kind = ("log_sigma" if getattr(process, "name", "") == "edm" else "time") if label == "auto" else label
 
-    # ------------------------------------------------------------------------------------------
-    def parts(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> dict:
-        """The output split into its spatially varying part (zero spatial mean when the bypass
-        is on) and its spatially constant part: ``fluctuation + mean == forward(x, t, context)``.
-        Shapes (B, C, H, W) and (B, C, 1, 1)."""
+    @property
+    def label_kind(self) -> str:
+        return self.preconditioner.label_kind
+
+    def _check_inputs(self, x: torch.Tensor, context: torch.Tensor | None) -> None:
         c = self.config
         if x.ndim != 4 or x.shape[1] != c.in_channels:
             raise ValueError(f"expected x of shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
         if c.context_channels:
             if context is None or context.shape[1] != c.context_channels or context.shape[-2:] != x.shape[-2:]:
                 raise ValueError(f"expected context of shape (B, {c.context_channels}, {x.shape[-2]}, {x.shape[-1]})")
-        t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        t = t.to(torch.float32)
-        sigma = self.process.sigma(t).to(x.dtype)
-        scale = self.process.scale(t).to(x.dtype)
-        n = x.shape[-2] * x.shape[-1]
-        x_hat = x / scale[:, None, None, None]
-        label = t if self.label_kind == "time" else torch.log(sigma) / 4
-        emb = F.silu(self.embed_dense(self.embedding(label)))
-        c_in = (1 / torch.sqrt(c.sigma_data ** 2 + sigma ** 2))[:, None, None, None]
-        if c.preconditioning == "none":
-            c_in = torch.ones_like(c_in)
+
+    # ------------------------------------------------------------------------------------------
+    def reynolds_parts(self, x_hat: torch.Tensor, s: Scalings, emb: torch.Tensor, context: torch.Tensor | None):
+        """The raw prediction F split as x_hat is (Reynolds decomposition, Deck & Bischoff 2023,
+        eq. 11): the U-Net sees the fluctuation c_in (x_hat - m), its output is de-meaned (eq. 14);
+        the bypass sees the preconditioned mean and predicts sqrt(n) times the mean of F (eq. 15).
+        Without a bypass the U-Net sees c_in x_hat and the mean part is zero. Returns (B, C, H, W)
+        and (B, C, 1, 1)."""
+        c = self.config
+        n = x_hat.shape[-2] * x_hat.shape[-1]
+        c_in = s.c_in[:, None, None, None]
         use_bypass = self.bypass is not None
         if use_bypass:
             m = x_hat.mean(dim=(-2, -1))                                   # (B, C)
             field_in = x_hat - m[:, :, None, None]
-            m_in = m / torch.sqrt(self.sigma_data_mean ** 2 + sigma[:, None] ** 2 / n)
+            m_in = self.preconditioner.mean_input(m, s, n)
         else:
             field_in = x_hat
         unet_in = c_in * field_in
@@ -168,29 +230,38 @@ class ScoreNetwork(nn.Module):
             unet_in = torch.cat([unet_in, context.to(unet_in.dtype)], dim=1)
         unet_emb = emb if self.mean_embedding is None else emb + self.mean_embedding(m_in)
         out, pooled = self.unet(unet_in, unet_emb, pooled=self.mean_embedding is not None)
-        out = out.to(x.dtype)
-        if use_bypass:
-            fluct = out - out.mean(dim=(-2, -1), keepdim=True)               # eq. 14
-            bypass_in = m_in if not c.context_channels else torch.cat([m_in, context.mean(dim=(-2, -1)).to(m_in.dtype)], 1)
-            mean = (self.bypass(bypass_in, emb, pooled).to(x.dtype) / math.sqrt(n))[:, :, None, None]  # eq. 15
-        else:
-            fluct, mean = out, torch.zeros_like(out[:, :, :1, :1])
-        if c.preconditioning == "edm":
-            # D = c_skip x_hat + c_out F; output = (D - x_hat) / sigma, split the same way
-            sd2, s = c.sigma_data ** 2, sigma[:, None, None, None]
-            c_skip, c_out = sd2 / (s ** 2 + sd2), s * c.sigma_data / torch.sqrt(s ** 2 + sd2)
-            x_mean = x_hat.mean(dim=(-2, -1), keepdim=True)
-            fluct = ((c_skip - 1) * (x_hat - x_mean) + c_out * fluct) / s
-            mean = ((c_skip - 1) * x_mean + c_out * mean) / s
-            if not use_bypass:
-                fluct, mean = fluct + mean, torch.zeros_like(mean)
-        if self.has_constant_means:
-            # exact mean of sigma * score for constant-mean channels: -(m - c) / sigma
-            exact = -(x_hat.mean(dim=(-2, -1)) - self.constant_value) / sigma[:, None]
-            mask = self.constant_mask[None, :, None, None]
-            if not use_bypass:  # move the mean of the U-Net output out of the fluctuation part
-                fluct = torch.where(mask, fluct - fluct.mean(dim=(-2, -1), keepdim=True), fluct)
-            mean = torch.where(mask, exact[:, :, None, None].to(mean.dtype), mean)
+        out = out.to(x_hat.dtype)
+        if not use_bypass:
+            return out, torch.zeros_like(out[:, :, :1, :1])
+        fluct = out - out.mean(dim=(-2, -1), keepdim=True)                   # eq. 14
+        bypass_in = m_in if not c.context_channels else torch.cat([m_in, context.mean(dim=(-2, -1)).to(m_in.dtype)], 1)
+        mean = (self.bypass(bypass_in, emb, pooled).to(x_hat.dtype) / math.sqrt(n))[:, :, None, None]  # eq. 15
+        return fluct, mean
+
+    def constant_mean_parts(self, x_hat: torch.Tensor, s: Scalings, fluct: torch.Tensor, mean: torch.Tensor):
+        """Constant-mean channels: E[m0 | x_t] = c, so mean(sigma * score) = -(m - c) / sigma exactly."""
+        if not self.has_constant_means:
+            return fluct, mean
+        exact = -(x_hat.mean(dim=(-2, -1)) - self.constant_value) / s.sigma[:, None]
+        mask = self.constant_mask[None, :, None, None]
+        if self.bypass is None:  # move the mean of the U-Net output out of the fluctuation part
+            fluct = torch.where(mask, fluct - fluct.mean(dim=(-2, -1), keepdim=True), fluct)
+        return fluct, torch.where(mask, exact[:, :, None, None].to(mean.dtype), mean)
+
+    def parts(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> dict:
+        """The output split into its spatially varying part (zero spatial mean when the bypass
+        is on) and its spatially constant part: ``fluctuation + mean == forward(x, t, context)``.
+        Shapes (B, C, H, W) and (B, C, 1, 1)."""
+        self._check_inputs(x, context)
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        s = self.preconditioner(t.to(torch.float32), x.dtype)
+        x_hat = x / s.scale[:, None, None, None]
+        emb = F.silu(self.embed_dense(self.embedding(s.c_noise)))
+        fluct, mean = self.reynolds_parts(x_hat, s, emb, context)
+        fluct, mean = self.preconditioner.output(x_hat, fluct, mean, s, split=self.bypass is not None)
+        fluct, mean = self.constant_mean_parts(x_hat, s, fluct, mean)
         return {"fluctuation": fluct, "mean": mean}
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

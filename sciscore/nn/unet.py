@@ -1,5 +1,5 @@
-"""The NCSN U-Net of the mean-bypass study (seed 000, section 3.1; CliMAgen's
-NoiseConditionalScoreNetwork, described layer by layer in shared/notes/climagen.md section 2).
+"""The NCSN U-Net of the mean-bypass study (Deck & Bischoff 2023, "Easing Color Shifts in Score-Based Diffusion Models",
+section 3.1; CliMAgen's NoiseConditionalScoreNetwork, github.com/CliMA/CliMAgen).
 
 Encoder: a 3x3 lifting conv, then len(channels) - 1 stride-2 convs; every stage adds a dense
 projection of the embedding and (except the last) GroupNorm + SiLU. Bottleneck: `num_residual`

@@ -8,7 +8,7 @@ on the number of steps. So sample i is the same for any batch size or batch spli
 ``GridBrownian`` is a ``torchsde.BaseBrownian`` answering only queries on its own fixed grid
 (each step's increment W(u_k+1) - W(u_k), and for SRK the space-time Levy area U). It replaces
 torchsde's ``BrownianInterval``, which was measured 2-10x slower than plain ``randn`` per step
-when no dt hint is given (notes/torchsde.md, section 6).
+when no dt hint is given.
 """
 
 from __future__ import annotations

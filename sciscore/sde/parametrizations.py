@@ -5,7 +5,7 @@ networks: ``net(x, t, context=c)``) with x (B, C, H, W) and t (B,) the process t
 
     sigma_score = marginal_std(t) * score(x, t) = -eps_hat,
 
-the "sigma * score" of the mean-bypass paper (seed 000). ``score_from_network`` divides it back.
+the "sigma * score" of Deck & Bischoff 2023 (eq. 10). ``score_from_network`` divides it back.
 
 With m = s(t) sigma(t) (``marginal_std``) and x = s x0 + m eps (processes.py):
 
@@ -105,29 +105,6 @@ def edm_preconditioning(sigma: Tensor, sigma_data: float):
     return c_skip, c_out, c_in, c_noise
 
 
-def edm_denoiser(raw_net: Callable, process: ForwardProcess, sigma_data: float | None = None) -> Callable:
-    """The x0 prediction D(x, t) = c_skip y + c_out F(c_in y; c_noise) with y = x / s(t) and
-    sigma = sigma(t) (Karras et al. 2022, eq. 7 and Table 1); use with ``to_score(.., 'x0', ..)``.
-    ``raw_net(x, c_noise)`` takes (B, C, H, W) and (B,)."""
-    if sigma_data is None:
-        sigma_data = getattr(process, "sigma_data", 0.5)
-
-    def denoise(x: Tensor, t: Tensor, **kwargs) -> Tensor:
-        t = _as_tensor(t).to(x.device)
-        y = x / _per_sample(process.scale(t), x)
-        c_skip, c_out, c_in, c_noise = edm_preconditioning(process.sigma(t).to(x.dtype), sigma_data)
-        F_x = raw_net(_per_sample(c_in, x) * y, c_noise, **kwargs)
-        return _per_sample(c_skip, x) * y + _per_sample(c_out, x) * F_x
-
-    return denoise
-
-
-def edm_training_target(x0: Tensor, x: Tensor, sigma: Tensor, sigma_data: float) -> Tensor:
-    """F's target (x0 - c_skip x)/c_out of Karras et al. eq. 8, for x = x0 + sigma n (s = 1)."""
-    c_skip, c_out, _, _ = edm_preconditioning(sigma, sigma_data)
-    return (x0 - _per_sample(c_skip, x) * x) / _per_sample(c_out, x)
-
-
 def score_from_network(net: Callable, process: ForwardProcess, parametrization: str = "sigma_score") -> Callable:
     """Wrap a network ``net(x, t, **kwargs)`` that predicts ``parametrization`` (default: the
     project convention marginal_std * score) into a score function score(x, t, **kwargs)."""
@@ -142,4 +119,4 @@ def score_from_network(net: Callable, process: ForwardProcess, parametrization: 
 
 
 __all__ = ["PARAMETRIZATIONS", "to_score", "from_score", "check_parametrization", "edm_preconditioning",
-           "edm_denoiser", "edm_training_target", "score_from_network"]
+           "score_from_network"]

@@ -13,13 +13,8 @@ from sciscore.errors import UserError
 from sciscore.sde.brownian import SampleStreams
 from sciscore.sde.guidance import ScoreModel
 from sciscore.sde.processes import ForwardProcess
-from sciscore.sde.samplers import GRID_SAMPLERS, SOLVERS, TORCHSDE_SOLVERS, check_solver, sample_torchsde
-from sciscore.sde.time_grids import CONTINUOUS_GRIDS, GRIDS, TimeMap, time_grid
-
-# steps when the caller gives none: at or above the step counts that reached ~1% moment error on
-# the Gaussian oracle (studies/performance/sampling/README.md), with margin for real data
-DEFAULT_STEPS = {"euler": 1000, "milstein": 1000, "srk": 200, "heun": 500, "midpoint": 500,
-                 "reversible_heun": 500, "ode-heun": 50, "ode-adaptive": 1, "edm": 100, "pc": 500}
+from sciscore.sde.solvers import GRIDS, SOLVERS, TORCHSDE_SOLVERS, get_solver
+from sciscore.sde.time_grids import TimeMap, time_grid
 
 
 @dataclass
@@ -117,40 +112,40 @@ def _default_device(model) -> torch.device:
 
 def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = None, n: int = 1,
           seed: int = 0, batch_size: int | None = None, save_at=None, progress: bool = False, *,
-          start_index: int = 0,
-          grid: str | None = None, rho: float | None = None, denoise: bool = False, device=None,
-          dtype=torch.float32, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-          s_noise: float = 1.0, snr: float = 0.16, corrector_steps: int = 1, rtol: float = 1e-5,
-          atol: float = 1e-5) -> Solution:
-    """Draw ``n`` samples of ``problem`` with ``solver`` (one of ``SOLVERS``).
+          start_index: int = 0, grid: str | None = None, rho: float | None = None, denoise: bool = False,
+          device=None, dtype=torch.float32, **solver_options) -> Solution:
+    """Draw ``n`` samples of ``problem`` with ``solver`` (a name in ``sciscore.sde.solvers.TABLE``).
 
-    steps: solver steps (default ``DEFAULT_STEPS[solver]``; ignored by 'ode-adaptive').
+    steps: solver steps (default: the table's for the solver and grid; ignored by 'ode-adaptive').
     seed: sample i uses the stream (seed, start_index + i) for its prior draw and all its noise, so
     it depends on neither batch_size nor how the n samples are split (start_index lets several
     processes or devices draw disjoint parts of one sample set). save_at: process times to keep (snapped to the nearest grid time).
-    grid: 'uniform' or 'karras' (default: 'karras' for EDM, else 'uniform'); discrete grids
-    'leading' / 'linspace' / 'trailing' for DiscreteVP with the ode-heun, edm and pc solvers.
+    grid: one of the solver's grids: 'uniform' or 'karras' (default: 'karras' for EDM, else
+    'uniform'); discrete grids 'leading' / 'linspace' / 'trailing' for DiscreteVP.
     denoise: finish with Tweedie's x0 = E[x0 | x_tend] (one more score evaluation).
-    s_churn, s_tmin, s_tmax, s_noise: EDM Algorithm 2 (solver 'edm'); snr, corrector_steps: 'pc';
-    rtol, atol: 'ode-adaptive'."""
-    check_solver(solver)
+    solver_options: the options the solver's table entry lists, e.g. s_churn, s_tmin, s_tmax,
+    s_noise (EDM Algorithm 2, 'edm'); snr, corrector_steps ('pc'); rtol, atol, method
+    ('ode-adaptive'); callback(step, t, x) after each step ('ode-heun', 'edm', 'pc', called once
+    per batch). Any other option is refused."""
+    entry = get_solver(solver)
+    options = entry.check_options(solver_options)
     process = problem.process
     if n < 1:
         raise UserError(f"n must be >= 1, got {n}")
     batch_size = n if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    steps = DEFAULT_STEPS[solver] if steps is None else int(steps)
-    if steps < 1:
-        raise UserError(f"steps must be >= 1, got {steps}")
     grid = grid or ("karras" if process.name == "edm" else "uniform")
     if grid not in GRIDS:
         raise UserError(f"unknown grid {grid!r}; expected one of {list(GRIDS)}")
-    if solver in TORCHSDE_SOLVERS and grid not in CONTINUOUS_GRIDS:
-        raise UserError(f"solver {solver!r} (torchsde) needs grid 'uniform' or 'karras', got {grid!r}")
+    if grid not in entry.grids:
+        raise UserError(f"solver {solver!r} needs grid {' or '.join(map(repr, entry.grids))}, got {grid!r}")
+    steps = entry.steps_for(grid) if steps is None else int(steps)
+    if steps < 1:
+        raise UserError(f"steps must be >= 1, got {steps}")
     rho = getattr(process, "rho", 7.0) if rho is None else float(rho)
     t_start, t_end = problem.tspan
-    if solver not in ("ode-heun", "edm") and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
+    if not entry.starts_at_zero_snr and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
         raise UserError(f"solver {solver!r} cannot start at t = {t_start}: the process has zero terminal SNR "
                         "there (infinite drift); use solver 'ode-heun' or 'edm' (their first step is a "
                         "DDIM step), or start at a smaller t")
@@ -166,6 +161,7 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
     time_map = TimeMap(process, t_start, t_end, grid, rho) if solver in TORCHSDE_SOLVERS else None
     save_u = [float(time_map.grid(steps)[k]) for k in save_index] if time_map else []
 
+    sample = entry.bind()
     samples, trajectories, nfe, info = [], [], 0, {}
     bar = tqdm(total=n, disable=not progress, desc=f"sampling ({solver})", unit="sample")
     for start in range(0, n, batch_size):
@@ -180,13 +176,10 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
                            problem.guidance_scale, problem.guidance_rescale)
         with torch.no_grad():
             if solver in TORCHSDE_SOLVERS:
-                x, saved, sde = sample_torchsde(model, process, x, time_map, streams, steps, solver, save_u)
+                x, saved, sde = sample(model, process, x, time_map, streams, steps, solver, save_u)
                 info = {"drift_calls": sde.drift_calls}
             else:
-                x, saved = GRID_SAMPLERS[solver](
-                    model, process, x, t_grid, streams, save_index, s_churn=s_churn, s_tmin=s_tmin,
-                    s_tmax=s_tmax, s_noise=s_noise, snr=snr, corrector_steps=corrector_steps,
-                    rtol=rtol, atol=atol)
+                x, saved = sample(model, process, x, t_grid, streams, save_index, **options)
             if denoise:
                 x = model.x0(x, torch.full((x.shape[0],), t_end, dtype=x.dtype, device=device))
         nfe = model.calls
@@ -200,4 +193,4 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
                     steps=steps, seed=seed, process=process, grid=grid, info=info)
 
 
-__all__ = ["SamplingProblem", "Solution", "solve", "SOLVERS", "DEFAULT_STEPS"]
+__all__ = ["SamplingProblem", "Solution", "solve", "SOLVERS"]

@@ -131,7 +131,7 @@ class ForwardProcess:
 
 
 # ---------------------------------------------------------------------------------------------
-# Variance exploding (Song et al. 2021, eq. 9 and appendix C; seed 000)
+# Variance exploding (Song et al. 2021, eq. 9 and appendix C; Deck & Bischoff 2023, section 2)
 @dataclass(frozen=True)
 class VE(ForwardProcess):
     """sigma(t) = sigma_min (sigma_max / sigma_min)^t,  g(t) = sigma(t) sqrt(2 ln(sigma_max / sigma_min)).
@@ -443,7 +443,8 @@ def process_from_dict(d: dict) -> ForwardProcess:
 
 
 def estimate_sigma_max(samples, chunk_size: int = 1024) -> float:
-    """Song & Ermon's rule (seed 000, technique 1): sigma_max = the largest Euclidean distance
+    """Song & Ermon's rule (Song & Ermon 2020, "Improved Techniques for
+    Training Score-Based Generative Models", technique 1): sigma_max = the largest Euclidean distance
     between two training samples. ``samples`` (N, ...) tensor or array; O(N^2) in chunks."""
     x = torch.as_tensor(samples).reshape(len(samples), -1).to(torch.float64)
     if len(x) < 2:

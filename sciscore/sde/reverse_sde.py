@@ -38,11 +38,10 @@ class ReverseSDE(torch.nn.Module):
     noise_type = "additive"
 
     def __init__(self, score: Callable, process: ForwardProcess, shape, time_map: TimeMap,
-                 sde_type: str = "ito", probability_flow: bool = False):
+                 sde_type: str = "ito"):
         super().__init__()
         self.score, self.process, self.shape, self.time_map = score, process, tuple(shape), time_map
         self.sde_type = sde_type
-        self.probability_flow = probability_flow
         self.score_calls = 0
         self.drift_calls = 0
         self._memo = None
@@ -59,10 +58,8 @@ class ReverseSDE(torch.nn.Module):
             speed = float(self.time_map.speed(u))
             f = float(self.process.log_scale_derivative(t))
             g = float(self.process.diffusion(t))
-            weight = 0.5 if self.probability_flow else 1.0
-            noise = 0.0 if self.probability_flow else g * speed**0.5
             t_batch = t.to(device=y.device, dtype=y.dtype).expand(y.shape[0])
-            cached = (t_batch, speed * g**2 * weight, speed * f, noise)
+            cached = (t_batch, speed * g**2, speed * f, g * speed**0.5)
             if len(self._coefficient_cache) > 4096:
                 self._coefficient_cache.clear()
             self._coefficient_cache[key] = cached

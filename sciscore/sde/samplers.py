@@ -1,7 +1,12 @@
 """Samplers: torchsde solvers on the reverse SDE, and the probability-flow ODE, EDM and
-predictor-corrector samplers. One signature each:
+predictor-corrector samplers (their names, options, orders and grids: the table in
+``sciscore.sde.solvers``). The samplers on a time grid share one signature:
 
-    sample_<name>(model, process, x, t_grid, streams, save_index, **knobs) -> (x, saved)
+    sample_<name>(model, process, x, t_grid, streams, save_index, **options) -> (x, saved)
+
+with exactly the options their table entry lists; ``callback(step, t, x)``, where a sampler
+takes it, is called after each step with the steps done, the process time reached and the
+state (B, C, H, W).
 
 model: ``ScoreModel`` (score(x, t), x0(x, t)); x (B, C, H, W) the prior draw at t_grid[0];
 t_grid: float64 (N + 1,) decreasing process times; streams: ``SampleStreams`` for the noise;
@@ -19,14 +24,13 @@ import torch
 import torchdiffeq
 import torchsde
 
-from sciscore.errors import UserError
 from sciscore.sde.brownian import GridBrownian, SampleStreams, StreamNoise
 from sciscore.sde.processes import ForwardProcess, _per_sample
 from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE
 from sciscore.sde.time_grids import TimeMap
 
-# solver -> (torchsde method, ReverseSDE class, sde_type, Levy area)
-TORCHSDE_SOLVERS = {
+# solver -> (torchsde method, ReverseSDE class, sde_type, Levy area); the solvers.TORCHSDE_SOLVERS
+TORCHSDE_METHODS = {
     "euler": ("euler", DiagonalReverseSDE, "ito", "none"),
     "milstein": ("milstein", DiagonalReverseSDE, "ito", "none"),
     "srk": ("srk", ReverseSDE, "ito", "space-time"),          # additive: SRA1, 3 f calls a step
@@ -34,8 +38,6 @@ TORCHSDE_SOLVERS = {
     "midpoint": ("midpoint", DiagonalReverseSDE, "stratonovich", "none"),
     "reversible_heun": ("reversible_heun", DiagonalReverseSDE, "stratonovich", "none"),
 }
-OTHER_SOLVERS = ("ode-heun", "ode-adaptive", "edm", "pc")
-SOLVERS = tuple(TORCHSDE_SOLVERS) + OTHER_SOLVERS
 
 
 def _t_batch(t, x):
@@ -69,7 +71,7 @@ def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams
                     solver: str, save_u=()):
     """Integrate the reverse SDE with ``torchsde.sdeint`` (method by ``solver``) on the fixed grid
     of ``time_map``; noise from a ``GridBrownian`` on the per-sample streams."""
-    method, sde_class, sde_type, levy = TORCHSDE_SOLVERS[solver]
+    method, sde_class, sde_type, levy = TORCHSDE_METHODS[solver]
     batch, shape = x.shape[0], x.shape[1:]
     sde = sde_class(model.score, process, shape, time_map, sde_type=sde_type)
     u0, u1 = time_map.u_span
@@ -95,7 +97,7 @@ def heun_step(model, process, x, t_cur: float, t_next: float):
     return x_next
 
 
-def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), **_):
+def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), callback=None):
     """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1),
     written for any s(t), sigma(t); 2 score evaluations a step (1 on a final step to t = 0)."""
     saved = {0: x} if 0 in save_index else {}
@@ -105,13 +107,15 @@ def sample_ode_heun(model, process, x, t_grid, streams=None, save_index=(), **_)
             x = ddim_step(model, process, x, t_cur, t_next)
         else:
             x = heun_step(model, process, x, t_cur, t_next)                   # Alg. 1 lines 4-8
+        if callback is not None:
+            callback(i + 1, t_next, x)
         if i + 1 in save_index:
             saved[i + 1] = x
     return x, [saved[k] for k in save_index]
 
 
 def sample_ode_adaptive(model, process, x, t_grid, streams=None, save_index=(), rtol=1e-5, atol=1e-5,
-                        method="dopri5", **_):
+                        method="dopri5"):
     """Probability-flow ODE with torchdiffeq's adaptive ``method`` (Dormand-Prince by default)
     from t_grid[0] to t_grid[-1]; saves at the grid points in ``save_index``."""
     shape, dtype = x.shape, x.dtype
@@ -134,7 +138,7 @@ def sample_ode_adaptive(model, process, x, t_grid, streams=None, save_index=(), 
 
 
 def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(), s_churn=0.0,
-               s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0, **_):
+               s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0, callback=None):
     """EDM stochastic sampler (Karras et al. 2022, Algorithm 2): churn noise up to
     sigma_hat = sigma_i (1 + gamma_i), then a Heun step of the PF-ODE. For s(t) != 1 the churn acts
     on x/s: x_hat = s(t_hat)/s(t_i) x_i + s(t_hat) sqrt(sigma_hat^2 - sigma_i^2) S_noise eps."""
@@ -157,13 +161,15 @@ def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(),
                 s_cur, s_hat = float(process.scale(t64)), float(process.scale(torch.tensor(t_hat, dtype=torch.float64)))
                 x_hat = s_hat / s_cur * x + s_hat * math.sqrt(sigma_hat**2 - sigma_cur**2) * s_noise * eps  # line 6
             x = heun_step(model, process, x_hat, t_hat, t_next)                     # lines 7-11
+        if callback is not None:
+            callback(i + 1, t_next, x)
         if i + 1 in save_index:
             saved[i + 1] = x
     return x, [saved[k] for k in save_index]
 
 
 def sample_pc(model, process, x, t_grid, streams: SampleStreams, save_index=(), snr=0.16,
-              corrector_steps=1, **_):
+              corrector_steps=1, callback=None):
     """Predictor-corrector (Song et al. 2021, Algorithms 2-3): at each t_i, ``corrector_steps``
     Langevin steps x <- x + e score + sqrt(2 e) z with e = 2 alpha (snr |z| / |score|)^2
     (alpha = (s(t_i)/s(t_i+1))^2, 1 for VE), then one Euler-Maruyama step of the reverse SDE."""
@@ -185,15 +191,9 @@ def sample_pc(model, process, x, t_grid, streams: SampleStreams, save_index=(), 
         f = float(process.log_scale_derivative(t64))
         z = noise()
         x = x + (t_next - t_cur) * (f * x - g**2 * model.score(x, t_batch)) + g * math.sqrt(t_cur - t_next) * z
+        if callback is not None:
+            callback(i + 1, t_next, x)
         if i + 1 in save_index:
             saved[i + 1] = x
     return x, [saved[k] for k in save_index]
 
-
-GRID_SAMPLERS = {"ode-heun": sample_ode_heun, "ode-adaptive": sample_ode_adaptive, "edm": sample_edm,
-                 "pc": sample_pc}
-
-
-def check_solver(solver: str) -> None:
-    if solver not in SOLVERS:
-        raise UserError(f"unknown solver {solver!r}; expected one of {list(SOLVERS)}")

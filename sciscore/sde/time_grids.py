@@ -27,9 +27,7 @@ import torch
 
 from sciscore.errors import UserError
 from sciscore.sde.processes import ForwardProcess, _as_tensor
-
-GRIDS = ("uniform", "karras", "leading", "linspace", "trailing")
-CONTINUOUS_GRIDS = ("uniform", "karras")
+from sciscore.sde.solvers import CONTINUOUS_GRIDS, GRIDS  # the grid names live with the solver table
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Training: losses, EMA, the trainer, checkpoints and the training configuration."""
+"""Training: losses, EMA, the trainer and the training configuration (the checkpoint format is
+`sciscore.checkpoint`'s)."""
 
-from sciscore.train.checkpoint import check_compatible, grid_of, load_checkpoint, read_config, save_checkpoint
+from sciscore.checkpoint import check_compatible, load_checkpoint
 from sciscore.train.config import (DataConfig, OptimizerConfig, TrainConfig, TrainingConfig, config_from_dict,
                                    merge, read_toml)
 from sciscore.train.ema import ExponentialMovingAverage
@@ -9,7 +10,7 @@ from sciscore.train.losses import (LossConfig, SigmaBinnedLoss, denoising_loss, 
 from sciscore.train.trainer import TrainResult, train, validation_loss
 
 __all__ = [
-    "check_compatible", "grid_of", "load_checkpoint", "read_config", "save_checkpoint",
+    "check_compatible", "load_checkpoint",
     "DataConfig", "OptimizerConfig", "TrainConfig", "TrainingConfig", "config_from_dict", "merge", "read_toml",
     "ExponentialMovingAverage",
     "LossConfig", "SigmaBinnedLoss", "denoising_loss", "draw_times", "isotropy_penalty", "loss_weight",

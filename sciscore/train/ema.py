@@ -1,4 +1,5 @@
-"""Exponential moving average of the network weights (Song & Ermon 2020; seed 000 uses 0.999).
+"""Exponential moving average of the network weights (Song & Ermon 2020, technique 5;
+Deck & Bischoff 2023 use 0.999).
 
     theta_ema <- d theta_ema + (1 - d) theta,     d = min(decay, (1 + k) / (10 + k)) with warm-up
 

@@ -5,20 +5,21 @@ F = net(x_t, t) and x_t = s(t) (x0 + sigma(t) z): with lambda(t) = marginal_std^
 2021, eq. 7), lambda |s_theta - grad log p(x_t | x0)|^2 = |F + z|^2. The losses differ in how t is
 drawn and in a per-sample weight w:
 
-  "dsm": t ~ U(t_min, t_max), w = 1 (seed 000, eq. 12).
+  "dsm": t ~ U(t_min, t_max), w = 1 (Deck & Bischoff 2023, eq. 12).
   "edm": ln sigma ~ N(P_mean, P_std^2), w = (sigma^2 + sigma_data^2) / sigma_data^2. This is EDM's
          lambda(sigma) |D - x0|^2 with lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
          (Karras et al. 2022, Table 1), since D - x0 = sigma r.
   "v":   t ~ U, w = 1 + sigma^2. For VP (s^2 (1 + sigma^2) = 1) this equals the v-prediction MSE
          |v_hat - v|^2 with v = s z - s sigma x0 (Salimans & Ho 2022): v_hat - v = r / s.
 
-The loss splits exactly into the spatial-mean and fluctuation terms of seed 000 eq. 16-17: with
+The loss splits exactly into the spatial-mean and fluctuation terms of Deck & Bischoff 2023,
+eq. 16-17: with
 r_bar the spatial mean of r per (sample, channel) and r' = r - r_bar,
     mean_{b,c,y,x} r^2 = mean_{b,c} r_bar^2 + mean_{b,c,y,x} r'^2
 because sum_{y,x} r' = 0 (a Pythagorean split, not an independence assumption). Weights on the
 two terms are configurable (CliMAgen's avg_weight / dev_weight).
 
-Isotropy regularizer (Iso-Diffusion, seed 003): with eps_hat = -F and d = C H W,
+Isotropy regularizer (Fernando et al. 2024, "Iso-Diffusion", their isotropy-regularized objective): with eps_hat = -F and d = C H W,
     "isotropy":            lambda (mean_b ||eps_hat_b||^2 / d - 1)^2   (batch mean inside, as in the paper)
     "isotropy_per_sample": lambda mean_b (||eps_hat_b||^2 / d - 1)^2  (a variant; not the paper's)
 """
@@ -40,7 +41,7 @@ class LossConfig:
     kind: str = "dsm"                 # "dsm", "edm" or "v"
     mean_weight: float = 1.0          # weight of the spatial-mean term (eq. 16)
     fluctuation_weight: float = 1.0   # weight of the fluctuation term (eq. 17)
-    isotropy_weight: float = 0.0      # lambda of the isotropy regularizer (seed 003)
+    isotropy_weight: float = 0.0      # lambda of the isotropy regularizer (Fernando et al. 2024)
     isotropy_per_sample: bool = False  # use the per-sample variant instead of the paper's
     context_dropout: float = 0.0      # probability of zeroing a sample's context (classifier-free guidance)
     p_mean: float = -1.2              # EDM: mean of ln sigma

@@ -3,9 +3,12 @@ per-sigma logging (metrics.jsonl), validation loss, atomic checkpoints and bit-e
 
 Reproducibility without saved generator state: the random draws of step k (batch order,
 augmentation, t, noise, context dropout) come from generators seeded by (seed, k), and the batch
-order of an epoch from (seed, epoch). Only the global RNG (dropout) and the optimizer are stateful;
-both go into training_state.pt. So an interrupted and resumed run repeats the uninterrupted loss
-trace bit for bit on the CPU.
+order of an epoch from (seed, epoch). Weight initialisation and dropout draw from torch's default
+generator, forked for the duration of `train` (`torch.random.fork_rng`) and seeded with the run
+seed, so the caller's random state is left as it was; its state at each checkpoint and the
+optimizer go into training_state.pt. So an interrupted and resumed run repeats the uninterrupted
+loss trace bit for bit on the CPU. `train` sets no thread count: `sciscore train` applies
+training.threads.
 
 DDP under torchrun is a small addition: batches are taken as rank-strided slices
 (`rank`, `world_size`), and only rank 0 writes; wrap the network in DistributedDataParallel.
@@ -23,12 +26,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from sciscore import __version__
+from sciscore import checkpoint as ckpt
 from sciscore.devices import resolve_device
 from sciscore.errors import UserError
-from sciscore.nn.network import NetworkConfig, ScoreNetwork
+from sciscore.nn.network import ScoreNetwork
 from sciscore.sde.processes import estimate_sigma_max, process_from_dict
-from sciscore.train import checkpoint as ckpt
 from sciscore.train.config import TrainConfig, config_from_dict
 from sciscore.train.data import TrainingData, augment_batch, data_statistics, load_training_data
 from sciscore.train.ema import ExponentialMovingAverage
@@ -113,29 +115,24 @@ def validation_loss(network, process, data: TrainingData, config: TrainConfig, d
     return total / count
 
 
-def _checkpoint_config(config: TrainConfig, network: ScoreNetwork, process, data: TrainingData, step: int,
-                       optimizer_steps: int) -> dict:
+def _checkpoint_record(config: TrainConfig, network: ScoreNetwork, process, data: TrainingData, step: int,
+                       optimizer_steps: int) -> ckpt.Checkpoint:
     ds = data.dataset
-    trained = config.to_dict()
-    trained["network"] = network.config.to_dict()
-    trained["process"] = process.to_dict()
-    return {
-        "format": "sciscore-checkpoint-1",
-        "sciscore_version": __version__,
-        "step": step,
-        "optimizer_steps": optimizer_steps,
-        "network": network.config.to_dict(),
-        "process": process.to_dict(),
-        "normalizer": data.normalizer.to_dict(),
-        "context_normalizer": data.context_normalizer.to_dict() if data.context_normalizer else None,
-        "variables": data.variables,
-        "context_variables": data.context_variables,
-        "constant_means": {v: m for v, m in zip(data.variables, network.config.constant_means or []) if m is not None},
-        "grid": ckpt.grid_of(ds),
-        "variable_attrs": {v: {k: ckpt._plain(a) for k, a in ds[v].attrs.items()} for v in data.variables + data.context_variables},
-        "samples": {"train": len(data.train), "validation": len(data.validation)},
-        "training_config": trained,
-    }
+    training = {k: v for k, v in config.to_dict().items() if k not in ("network", "process")}  # kept once, below
+    return ckpt.Checkpoint(
+        network=network.config, process=process, normalizer=data.normalizer, variables=list(data.variables),
+        grid=ckpt.grid_of(ds), step=step, optimizer_steps=optimizer_steps,
+        context_normalizer=data.context_normalizer, context_variables=list(data.context_variables),
+        constant_means={v: m for v, m in zip(data.variables, network.config.constant_means or []) if m is not None},
+        variable_attrs={v: {k: ckpt.plain(a) for k, a in ds[v].attrs.items()} for v in data.variables + data.context_variables},
+        samples={"train": len(data.train), "validation": len(data.validation)},
+        training_config=training)
+
+
+def _saved_train_config(saved: ckpt.Checkpoint) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (network and process as trained)."""
+    return config_from_dict({**saved.training_config, "network": saved.network.to_dict(),
+                             "process": saved.process.to_dict()}, allow_derived=True)
 
 
 def _total_steps(config: TrainConfig, n: int) -> int:
@@ -160,15 +157,23 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
 
     `dataset`: an xarray Dataset to train on instead of `config.data.paths`. With `resume`, the
     run continues from the checkpoint in `run_dir` (its saved config wins except for the step
-    count, device and quiet)."""
+    count, device, threads and quiet). torch's default random generator is forked for the
+    run (see the module docstring): the caller's random state is unchanged afterwards."""
     if isinstance(config, dict):
         config = config_from_dict(config)
-    run_dir = Path(run_dir)
+    device = resolve_device(config.training.device)
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _train(config, Path(run_dir), resume, overwrite, dataset, rank, world_size)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dataset, rank: int,
+           world_size: int) -> TrainResult:
     if resume:
-        saved = ckpt.read_config(run_dir)
+        saved = ckpt.read_checkpoint(run_dir)
         if config.data.variables:
             ckpt.check_compatible(saved, variables=config.data.variables)
-        saved_config = config_from_dict(saved["training_config"], allow_derived=True)
+        saved_config = _saved_train_config(saved)
         saved_config.training = replace(saved_config.training, steps=config.training.steps, epochs=config.training.epochs,
                                         device=config.training.device, quiet=config.training.quiet,
                                         threads=config.training.threads)
@@ -178,8 +183,6 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     t_cfg, o_cfg = config.training, config.optimizer
     if t_cfg.batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {t_cfg.batch_size}")
-    if t_cfg.threads:
-        torch.set_num_threads(t_cfg.threads)
     device = resolve_device(t_cfg.device)
     main_rank = rank == 0
 
@@ -189,14 +192,13 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     n = len(data.train)
     batch = min(t_cfg.batch_size, n)
     if resume:
-        process = process_from_dict(saved["process"])
-        network_config = NetworkConfig.from_dict(saved["network"])
+        process, network_config = saved.process, saved.network
     else:
         process = _resolve_process(config, data.train)
         stats = data_statistics(data.train)
         network_config = replace(config.network, in_channels=data.train.shape[1],
                                  context_channels=0 if data.context_train is None else data.context_train.shape[1], **stats)
-    torch.manual_seed(t_cfg.seed)  # weight initialisation
+    torch.manual_seed(t_cfg.seed)  # weight initialisation and dropout (the generator forked in `train`)
     network = ScoreNetwork(network_config, process).to(device)
     if t_cfg.channels_last:
         network = network.to(memory_format=torch.channels_last)
@@ -204,9 +206,9 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     optimizer = _optimizer(network, o_cfg)
     start, optimizer_steps, skipped = 0, 0, 0
     if resume:
-        start = int(saved["step"])
-        network.load_state_dict(ckpt._read_weights(run_dir / ckpt.MODEL, start))
-        ema.network.load_state_dict(ckpt._read_weights(run_dir / ckpt.EMA, start))
+        start = saved.step
+        network.load_state_dict(ckpt.read_weights(run_dir, start, ema=False))
+        ema.network.load_state_dict(ckpt.read_weights(run_dir, start, ema=True))
         state = ckpt.load_training_state(run_dir, start)
         optimizer.load_state_dict(state["optimizer"])
         optimizer_steps, skipped = int(state["optimizer_steps"]), int(state["skipped"])
@@ -225,7 +227,7 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
         settings = MonitorSettings(every, t_cfg.monitor_samples, t_cfg.monitor_steps, t_cfg.seed)
         monitor = QualityMonitor.for_training(data, process, settings, device)
         if resume and (run_dir / BEST / ckpt.CONFIG).is_file():
-            best_rank = tuple(ckpt.read_config(run_dir / BEST).get("monitor", {}).get("monitor_rank", ())) or None
+            best_rank = tuple((ckpt.read_checkpoint(run_dir / BEST).monitor or {}).get("monitor_rank", ())) or None
     params = [p for p in network.parameters()]
     binned = SigmaBinnedLoss(process, config.loss.sigma_bins, device)
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, mean, fluctuation, isotropy
@@ -237,7 +239,7 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     def save(step: int) -> None:
         if not main_rank:
             return
-        record = _checkpoint_config(config, network, process, data, step, optimizer_steps)
+        record = _checkpoint_record(config, network, process, data, step, optimizer_steps)
         state = {"optimizer": optimizer.state_dict(), "optimizer_steps": optimizer_steps, "skipped": skipped,
                  "rng_cpu": torch.get_rng_state()}
         if device.type == "cuda":
@@ -319,8 +321,9 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
             progress.set_postfix(postfix)
             if main_rank and (best_rank is None or tuple(record["monitor_rank"]) > best_rank):
                 best_rank = tuple(record["monitor_rank"])
-                best = _checkpoint_config(config, network, process, data, done, optimizer_steps)
-                ckpt.save_checkpoint(run_dir / BEST, network, ema.network, {**best, "monitor": record})
+                best = _checkpoint_record(config, network, process, data, done, optimizer_steps)
+                best.monitor = record
+                ckpt.save_checkpoint(run_dir / BEST, network, ema.network, best)
             clock = time.perf_counter()
         if done % t_cfg.checkpoint_every == 0 or done == total:
             save(done)

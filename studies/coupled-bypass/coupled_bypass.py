@@ -69,7 +69,7 @@ def plot(out_dirs: list, figure: Path) -> dict:
     fig.tight_layout()
     fig.savefig(figure, dpi=120)
     plt.close(fig)
-    # training curves: the two loss terms of seed 000 eq. 16-17 for each model
+    # training curves: the two loss terms of Deck & Bischoff 2023, eq. 16-17, for each model
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for directory in map(Path, out_dirs):
         for mode in ("independent", "coupled"):
@@ -123,8 +123,7 @@ def main() -> None:
         train(config, run_dir, dataset=data, resume=resume, overwrite=not resume)
         train_seconds = time.perf_counter() - clock
         network, saved = load_checkpoint(run_dir, ema=True)
-        from sciscore.fields import Normalizer
-        normalizer = Normalizer.from_dict(saved["normalizer"])
+        normalizer = saved.normalizer
         clock = time.perf_counter()
         solution = solve(SamplingProblem(network, network.process, (1, args.size, args.size)),
                          solver="ode-heun", steps=40, n=args.samples, seed=0, batch_size=128, denoise=True)

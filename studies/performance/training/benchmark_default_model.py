@@ -47,6 +47,8 @@ def fields(n: int, size: int = 64, seed: int = 0) -> xr.Dataset:
 
 
 def measure(data: xr.Dataset, warmup: int, steps: int, options: dict) -> float:
+    options = dict(options)
+    torch.set_num_threads(options.pop("threads", 1))  # a process setting: train() leaves threads alone
     base = read_toml(CONFIG)
     base["data"] = {**base["data"], "validation_fraction": 0.0}
     base["training"] = {**base["training"], "steps": warmup + steps, "log_every": warmup, "checkpoint_every": 10**9,
