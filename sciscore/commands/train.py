@@ -128,7 +128,7 @@ def register(subparsers):
                      help="judge the EMA model every K steps, 0 = off (default: 500 for runs of 2000+ steps) "
                           "[training] monitor_every")
     mon.add_argument("--monitor-samples", type=int, metavar="N", help="fields per judgement (default 32) [training] monitor_samples")
-    mon.add_argument("--monitor-steps", type=int, metavar="N", help="ode-heun steps (default 10) [training] monitor_steps")
+    mon.add_argument("--monitor-steps", type=int, metavar="N", help="ode-heun steps (default 18, as generate) [training] monitor_steps")
     opt.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     add_device(parser)
     parser.set_defaults(device=None)

@@ -71,7 +71,7 @@ class TrainingConfig:
     quiet: bool = False
     monitor_every: int | None = None  # quality monitor interval in steps; None: 500 for runs >= 2000 steps; 0: off
     monitor_samples: int = 32     # fields the monitor draws each time
-    monitor_steps: int = 10       # ode-heun steps of the monitor's sampler
+    monitor_steps: int = 18       # ode-heun steps of the monitor's sampler (generate's default)
 
     def __post_init__(self):
         for name in ("monitor_samples", "monitor_steps"):

@@ -1,7 +1,7 @@
 """Training-time quality monitor: sample a few fields with the EMA network and judge them.
 
 Every `monitor_every` steps the trainer draws `monitor_samples` fields with a cheap sampler
-(`ode-heun` on the Karras grid, `monitor_steps` steps, Tweedie denoising; the same seed each time,
+(`ode-heun` on the Karras grid, `monitor_steps` steps (18, as `sciscore generate`), Tweedie denoising; the same seed each time,
 so successive values differ by the network alone), converts them to physical units and compares
 them with the held-out validation fields using `sciscore.diagnostics.compare` and the quality
 bars of `sciscore.diagnostics.quality_checks` — the figures `sciscore diagnose` and the
