@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -250,7 +251,10 @@ def write_fields(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=cf_encoding(out, dims, chunk_samples))
+        # synchronous: with dask's thread pool, tasks still running after one fails can reopen the
+        # file by name (xarray's file manager) and re-create it after the clean-up below
+        with dask.config.set(scheduler="synchronous"):
+            out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=cf_encoding(out, dims, chunk_samples))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
