@@ -176,6 +176,31 @@ def test_failed_write_leaves_no_file(tmp_path, fields):
 
 # --- normalizers ---------------------------------------------------------------------------
 
+def test_positive_stretch_is_exactly_inverted_and_widens_the_positive_part(fields):
+    variables = ["temperature", "vorticity"]
+    plain = fit_normalizer(fields, variables, "standard")
+    stretched = fit_normalizer(fields, variables, "standard", positive_stretch={"vorticity": 10.0})
+    assert stretched.positive_stretch == (1.0, 10.0) and plain.positive_stretch is None
+    x = fields[variables].to_array("channel").transpose("sample", "channel", ...).values.astype(np.float64)
+    y = stretched.apply(x)
+    np.testing.assert_allclose(stretched.invert(y), x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y[:, 0], plain.apply(x)[:, 0], rtol=1e-12)  # other channels untouched
+    # eq. (2) by hand: stretch, then the standard z-score of the stretched data
+    s = x[:, 1] + 9.0 * np.maximum(x[:, 1], 0)
+    np.testing.assert_allclose(y[:, 1], (s - s.mean()) / s.std(), rtol=1e-9, atol=1e-12)
+    t = torch.as_tensor(x)
+    torch.testing.assert_close(stretched.invert(stretched.apply(t)), t, rtol=1e-12, atol=1e-12)
+    # the record round-trips; a record without the key (older checkpoints) has no stretch
+    assert Normalizer.from_dict(stretched.to_dict()) == stretched
+    assert "positive_stretch" not in plain.to_dict() and Normalizer.from_dict(plain.to_dict()) == plain
+
+
+@pytest.mark.parametrize("stretch", [{"nope": 2.0}, {"vorticity": 0.0}, {"vorticity": "big"}, [2.0]])
+def test_bad_positive_stretch_is_a_user_error(fields, stretch):
+    with pytest.raises(UserError, match="positive_stretch"):
+        fit_normalizer(fields, ["temperature", "vorticity"], "standard", positive_stretch=stretch)
+
+
 @pytest.mark.parametrize("method", ["standard", "minmax", "mean-spatial"])
 def test_normalizer_round_trip(fields, method):
     variables = ["temperature", "vorticity"]

@@ -15,6 +15,16 @@ Inverse of (1): the spatial mean of y is m_y = (m - offset)/mean_scale because x
 so m = offset + mean_scale m_y and x = m + fluctuation_scale (y - m_y). A channel whose spatial
 mean is the same in every sample gets mean_scale = 1 (its normalized mean is then 0 up to the
 data's round-off), so the map stays exactly invertible.
+
+Optionally a channel is first stretched above zero, before (1):
+
+    x -> x + (A - 1) x+        (A = `positive_stretch`, x+ = max(x, 0); A = 1 is the identity)   (2)
+
+a monotone, piecewise-linear map with the inverse x~ -> x~ for x~ <= 0 and x~ / A above. It is
+meant for supersaturation, whose positive values are squeezed into a thin spike just above zero
+by fast condensation (99 % of the data below +0.06 against a standard deviation of 1.1): the
+network then sees that spike A times wider, and its errors there shrink A times on the way back.
+The spatial mean in (1) is the mean of the stretched field.
 """
 
 from __future__ import annotations
@@ -43,6 +53,29 @@ class Normalizer:
     offset: tuple[float, ...]
     mean_scale: tuple[float, ...]
     fluctuation_scale: tuple[float, ...]
+    positive_stretch: tuple[float, ...] | None = None   # A of eq. (2) per channel; None: all 1
+
+    def __post_init__(self):
+        stretch = self.positive_stretch
+        if stretch is not None:
+            if len(stretch) != len(self.variables):
+                raise UserError(f"positive_stretch needs one value per variable ({len(self.variables)}), got {len(stretch)}")
+            if not all(np.isfinite(a) and a > 0 for a in stretch):
+                raise UserError(f"positive_stretch values must be finite and > 0, got {list(stretch)}")
+            if all(a == 1 for a in stretch):
+                object.__setattr__(self, "positive_stretch", None)
+
+    def _stretch(self, x, inverse: bool):
+        """Eq. (2) (or its inverse) per channel of x (..., C, H, W); identity without a stretch."""
+        if self.positive_stretch is None:
+            return x
+        factors = [a if not inverse else 1 / a for a in self.positive_stretch]
+        shape = (len(self.variables), 1, 1)
+        if hasattr(x, "new_tensor"):
+            factor = x.new_tensor(factors).reshape(shape)
+            return x + (factor - 1) * x.clamp(min=0)
+        factor = np.asarray(factors, dtype=x.dtype).reshape(shape)
+        return x + (factor - 1) * np.maximum(x, 0)
 
     def _params(self, x):
         shape = (len(self.variables), 1, 1)
@@ -60,6 +93,7 @@ class Normalizer:
     def apply(self, x):
         """Physical -> normalized. `x`: (..., C, H, W) torch tensor or numpy array."""
         offset, mean_scale, fluct_scale = self._params(x)
+        x = self._stretch(x, inverse=False)
         m = x.mean(axis=(-2, -1), keepdims=True) if isinstance(x, np.ndarray) else x.mean(dim=(-2, -1), keepdim=True)
         return (m - offset) / mean_scale + (x - m) / fluct_scale
 
@@ -67,10 +101,13 @@ class Normalizer:
         """Normalized -> physical; exact inverse of `apply` up to floating-point round-off."""
         offset, mean_scale, fluct_scale = self._params(y)
         m_y = y.mean(axis=(-2, -1), keepdims=True) if isinstance(y, np.ndarray) else y.mean(dim=(-2, -1), keepdim=True)
-        return offset + mean_scale * m_y + fluct_scale * (y - m_y)
+        return self._stretch(offset + mean_scale * m_y + fluct_scale * (y - m_y), inverse=True)
 
     def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        out = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        if out["positive_stretch"] is None:
+            del out["positive_stretch"]  # the format of normalizers without a stretch is unchanged
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Normalizer":
@@ -79,6 +116,8 @@ class Normalizer:
                 raise UserError(f"unknown normalizer method {data['method']!r}; choose one of {', '.join(METHODS)}")
             n = len(data["variables"])
             fields = {k: tuple(float(v) for v in data[k]) for k in ("offset", "mean_scale", "fluctuation_scale")}
+            if data.get("positive_stretch") is not None:
+                fields["positive_stretch"] = tuple(float(v) for v in data["positive_stretch"])
             if any(len(v) != n for v in fields.values()):
                 raise ValueError("parameter lengths differ from the number of variables")
             return cls(method=data["method"], variables=tuple(data["variables"]), **fields)
@@ -105,10 +144,12 @@ def fit_normalizer(
     variables: Sequence[str],
     method: str = "standard",
     indices: Sequence[int] | None = None,
+    positive_stretch: dict | None = None,
 ) -> Normalizer:
     """Fit a `Normalizer` on `ds` (optionally only the samples `indices`, e.g. the training split).
 
-    Statistics are dask reductions computed in one pass, so the data are streamed, not loaded.
+    `positive_stretch`: {variable: A} for eq. (2); the other statistics are those of the stretched
+    field. Statistics are dask reductions computed in one pass, so the data are streamed, not loaded.
     """
     if method not in METHODS:
         raise UserError(f"unknown normalization {method!r}; choose one of {', '.join(METHODS)}")
@@ -116,12 +157,23 @@ def fit_normalizer(
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise UserError(f"variable {missing} not found; available: {', '.join(map(str, ds.data_vars))}")
+    if positive_stretch is not None and not isinstance(positive_stretch, dict):
+        raise UserError(f"positive_stretch must be a table {{variable = A}}, got {positive_stretch!r}")
+    stretch = dict(positive_stretch or {})
+    unknown = [v for v in stretch if v not in variables]
+    if unknown:
+        raise UserError(f"positive_stretch names {unknown}, which are not among the variables {variables}")
+    for name, factor in stretch.items():
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (np.isfinite(factor) and factor > 0):
+            raise UserError(f"positive_stretch for {name!r} must be a number > 0, got {factor!r}")
     dims = field_dims(ds)
     if indices is not None:
         ds = ds.isel({dims.sample: np.asarray(indices)})
     lazy = []
     for name in variables:
         da = ds[name].astype("float64")
+        if stretch.get(name, 1) != 1:
+            da = da + (stretch[name] - 1) * da.clip(min=0)
         m = da.mean(dims.spatial)
         fluct = da - m
         lazy.append((da.mean(), da.std(), da.min(), da.max(), m.min(), m.max(), abs(fluct).max()))
@@ -141,4 +193,5 @@ def fit_normalizer(
             offset.append((m_hi + m_lo) / 2)
             mean_scale.append(1.0 if constant_mean else _nonzero((m_hi - m_lo) / 2))
             fluct_scale.append(_nonzero(fluct_max))
-    return Normalizer(method, tuple(variables), tuple(offset), tuple(mean_scale), tuple(fluct_scale))
+    return Normalizer(method, tuple(variables), tuple(offset), tuple(mean_scale), tuple(fluct_scale),
+                      tuple(float(stretch.get(v, 1)) for v in variables))

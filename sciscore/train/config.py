@@ -33,6 +33,7 @@ class DataConfig:
     shifts: bool = False                              # random periodic shifts
     flips: bool | str = False                         # reflections: true (x and y), "x" or "y"; pseudoscalars change sign
     rotations: bool = False                           # 90-degree rotations (square grids)
+    positive_stretch: dict = field(default_factory=dict)  # {variable: A}: x + (A - 1) max(x, 0) before normalizing
 
 
 @dataclass

@@ -63,7 +63,8 @@ def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = 
         raise UserError(f"the training data need {size / 2**30:.1f} GiB in memory (limit 8 GiB); "
                         "train on fewer samples or a coarser grid")
     train_idx, val_idx = train_validation_split(n, c.validation_fraction, seed)
-    normalizer = fit_normalizer(dataset, c.variables, c.normalization, indices=train_idx)
+    normalizer = fit_normalizer(dataset, c.variables, c.normalization, indices=train_idx,
+                                positive_stretch=c.positive_stretch)
     context_normalizer = (fit_normalizer(dataset, c.context_variables, c.normalization, indices=train_idx)
                           if c.context_variables else None)
     train = _load(dataset, c.variables, normalizer, train_idx)
