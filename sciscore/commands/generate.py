@@ -12,7 +12,7 @@ SOLVERS = ("euler", "milstein", "srk", "heun", "midpoint", "reversible_heun", "o
 
 
 def register(subparsers):
-    from sciscore.generate.model import (
+    from sciscore.generate.defaults import (
         DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER, DEFAULT_STEPS)
 
     parser = subparsers.add_parser(
