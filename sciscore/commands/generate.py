@@ -10,8 +10,7 @@ from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps  # the
 
 
 def register(subparsers):
-    from sciscore.generate.model import (
-        DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
+    from sciscore.generate.defaults import DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER
 
     parser = subparsers.add_parser(
         "generate", help="generate fields with a trained score model and write NetCDF",

@@ -1,12 +1,30 @@
-"""Generate fields with a trained model: `load_model`, `GenerativeModel.generate`, `generate_file`."""
+"""Generate fields with a trained model: `load_model`, `GenerativeModel.generate`, `generate_file`.
 
-from sciscore.generate.model import (
-    DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER, GenerativeModel, SamplerOptions,
-    generate_file, load_model,
-)
-from sciscore.generate.sample_file import SampleFile, append_samples, create_sample_file, resume_sample_file
+Names are imported on first use, so `sciscore.generate.defaults` (read by `sciscore generate --help`)
+does not import torch.
+"""
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE", "DEFAULT_GRID", "DEFAULT_SAMPLES", "SamplerOptions", "DEFAULT_SOLVER", "GenerativeModel", "generate_file",
-    "load_model", "SampleFile", "append_samples", "create_sample_file", "resume_sample_file",
-]
+from __future__ import annotations
+
+import importlib
+
+# name -> module that defines it
+_EXPORTS = {
+    **dict.fromkeys(("DEFAULT_BATCH_SIZE", "DEFAULT_GRID", "DEFAULT_SAMPLES", "DEFAULT_SOLVER"),
+                    "sciscore.generate.defaults"),
+    **dict.fromkeys(("GenerativeModel", "SamplerOptions", "generate_file", "load_model"), "sciscore.generate.model"),
+    **dict.fromkeys(("SampleFile", "append_samples", "create_sample_file", "resume_sample_file"),
+                    "sciscore.generate.sample_file"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sciscore.generate' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -26,13 +26,11 @@ from sciscore import __version__
 from sciscore.devices import resolve_device
 from sciscore.errors import UserError
 from sciscore.fields.normalize import Normalizer
+from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
+    DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.sde.solvers import default_steps
 
-DEFAULT_SOLVER = "ode-heun"  # on the Karras grid its default is 18 steps (35-36 score evaluations): sde/solvers.py
-DEFAULT_GRID = "karras"     # EDM's rho = 7 grid: fine steps at small noise, where the detail is made
-DEFAULT_SAMPLES = 32
-DEFAULT_BATCH_SIZE = 16     # per-field cost on a 2-core CPU was lowest at batch 16
 NFE = "sciscore_nfe_per_sample"
 
 

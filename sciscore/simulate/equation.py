@@ -79,36 +79,55 @@ class Equation:
         # F(−γ0 v) = −γ0 (−ikx/|k|²) ζ̂ on the kept modes
         self.gradient_source = (self.params.gamma0 * 1j * grid.kx * grid.inv_k2 * grid.dealias).to(cdtype)
         self.dealias_complex = grid.dealias.to(cdtype)
+        # the same operators on the kept modes only (see Grid.kept_modes), contiguous
+        kept = grid.kept_modes
+        self.L_kept = kept(self.L).contiguous()
+        self.ik_velocity_kept = kept(self.ik_velocity).contiguous()
+        self.minus_ikx_kept, self.minus_iky_kept = kept(self.minus_ikx).contiguous(), kept(self.minus_iky).contiguous()
+        self.gradient_source_kept = kept(self.gradient_source).contiguous()
+        self.dealias_kept = kept(self.dealias_complex).contiguous()
         self._buffers = {}
 
-    def _buffer(self, name, shape, dtype):
+    def buffer(self, name: str, shape: tuple, dtype: torch.dtype, zeros: bool = False) -> torch.Tensor:
+        """A work array kept between calls (reallocated when the shape changes). With `zeros`, it is
+        zero-filled when allocated, and callers write only its kept modes, so the rest stays zero."""
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape:
-            buffer = torch.empty(shape, dtype=dtype, device=self.grid.device)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = (torch.zeros if zeros else torch.empty)(shape, dtype=dtype, device=self.grid.device)
             self._buffers[name] = buffer
         return buffer
 
     def nonlinear(self, q_hat: torch.Tensor, split_condensation: bool) -> torch.Tensor:
         """N(q̂), (B, 2, n, n//2+1) complex, for a dealiased state q̂ of the same shape."""
+        kept = self.grid.kept_modes
+        tendency = torch.zeros(q_hat.shape, dtype=q_hat.dtype, device=q_hat.device)
+        kept(tendency).copy_(self.nonlinear_kept(kept(q_hat), split_condensation))
+        return tendency
+
+    def nonlinear_kept(self, q: torch.Tensor, split_condensation: bool) -> torch.Tensor:
+        """N on the kept modes: q (B, 2, 2, K+1, K+1) as `Grid.kept_modes` lays them out -> the
+        tendency in the same layout (every other mode of N is zero: the 2/3 rule)."""
         grid, params = self.grid, self.params
-        n, members = grid.n, q_hat.shape[0]
+        n, members = grid.n, q.shape[0]
         U, V = params.background_velocity
         explicit_condensation = not split_condensation
         spectral_source = self._spectral_source and not explicit_condensation
-        # û, v̂, ζ̂, ŝ in one buffer: one inverse FFT call for all four fields
-        spectral = self._buffer("spectral", (members, 4, *grid.shape_spectral), q_hat.dtype)
-        torch.mul(self.ik_velocity, q_hat[:, :1], out=spectral[:, 0:2])
-        spectral[:, 2:4] = q_hat
+        # û, v̂, ζ̂, ŝ in one buffer, zero outside the kept modes: one inverse FFT call for all four fields
+        spectral = self.buffer("spectral", (members, 4, *grid.shape_spectral), q.dtype, zeros=True)
+        spectral_kept = grid.kept_modes(spectral)
+        torch.mul(self.ik_velocity_kept, q[:, :1], out=spectral_kept[:, 0:2])
+        spectral_kept[:, 2:4] = q
         physical = grid.irfft(spectral)
         u, v, fields = physical[:, 0:1], physical[:, 1:2], physical[:, 2:4]
         if U:
             u = u + U
         if V:
             v = v + V
-        products = self._buffer(f"products{int(spectral_source)}", (members, 4 + (not spectral_source), n, n),
-                                physical.dtype)
-        torch.mul(u, fields, out=products[:, 0:2])  # uζ, us
-        torch.mul(v, fields, out=products[:, 2:4])  # vζ, vs
+        products = self.buffer(f"products{int(spectral_source)}", (members, 4 + (not spectral_source), n, n),
+                               physical.dtype)
+        # (uζ, us, vζ, vs) in one broadcast product: velocity (B, 2, 1, n, n) × fields (B, 1, 2, n, n)
+        velocity = physical[:, 0:2] if not (U or V) else torch.cat([u, v], dim=1)
+        torch.mul(velocity.unsqueeze(2), fields.unsqueeze(1), out=products[:, 0:4].unflatten(1, (2, 2)))
         if not spectral_source:
             s = physical[:, 3]
             source = products[:, 4]
@@ -118,15 +137,15 @@ class Equation:
                 source.add_(params.e)
                 if params.condensing:
                     source.sub_(torch.relu(s), alpha=1 / params.tau_c)
-        products_hat = grid.rfft(products)
-        tendency = self.minus_ikx * products_hat[:, 0:2]
-        tendency.addcmul_(self.minus_iky, products_hat[:, 2:4])
+        products_hat = grid.kept_modes(grid.rfft(products))
+        tendency = self.minus_ikx_kept * products_hat[:, 0:2]
+        tendency.addcmul_(self.minus_iky_kept, products_hat[:, 2:4])
         if spectral_source:
-            tendency[:, 1].addcmul_(self.gradient_source, q_hat[:, 0])
+            tendency[:, 1].addcmul_(self.gradient_source_kept, q[:, 0])
             if V:
-                tendency[:, 1, 0, 0] -= params.gamma0 * V * n**2
+                tendency[:, 1, 0, 0, 0] -= params.gamma0 * V * n**2  # the mean, (ky, kx) = (0, 0)
         else:
-            tendency[:, 1].addcmul_(self.dealias_complex, products_hat[:, 4])
+            tendency[:, 1].addcmul_(self.dealias_kept, products_hat[:, 4])
         return tendency
 
 
@@ -147,8 +166,8 @@ def condense(s: torch.Tensor, h: float, params: Params) -> torch.Tensor:
     decay = math.exp(-h / tau)
     if e == 0:
         return torch.where(s > 0, s * decay, s)
-    saturated_time = torch.add(s, h * e).mul_(1 / e).clamp_(0.0, h)  # r = clamp(h + s/e, 0, h)
-    out = torch.expm1(saturated_time.mul_(-1 / tau)).mul_(-e * tau)
+    moistened = torch.add(s, e * h)  # s + e h
+    out = torch.mul(moistened, 1 / e).clamp_(0.0, h)  # r = clamp(h + s/e, 0, h)
+    torch.expm1(out.mul_(-1 / tau), out=out).mul_(-e * tau)
     out.add_(torch.relu(s), alpha=decay)
-    out.add_(torch.add(s, e * h).clamp_(max=0.0))
-    return out
+    return out.add_(moistened.clamp_(max=0.0))

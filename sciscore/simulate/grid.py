@@ -91,6 +91,27 @@ class Grid:
         """(..., n, n//2+1) complex → (..., n, n) real, the inverse of `rfft`."""
         return torch.fft.irfft2(field_hat, s=(self.n, self.n))
 
+    @property
+    def kept_wavenumber(self) -> int:
+        """K = (n − 1) // 3, the largest |integer wavenumber| that the 2/3 rule keeps (3K < n)."""
+        return (self.n - 1) // 3
+
+    def kept_modes(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """A view (..., 2, K+1, K+1) of a spectral array (..., n, n//2+1) on the modes the 2/3 rule keeps.
+
+        Block 0 holds the rows ky = 0..K, block 1 the rows ky = −K−1..−1; columns are kx = 0..K.
+        The row ky = −K−1 is removed by the rule (3(K+1) >= n), so it is zero in a dealiased array; it
+        gives both blocks the same size, so one strided view covers every kept mode. The simulator
+        does all its pointwise spectral arithmetic on these views (under half of the modes).
+        """
+        if tuple(field_hat.shape[-2:]) != self.shape_spectral:
+            raise ValueError(f"expected a spectral array (..., {self.n}, {self.n // 2 + 1}), got {tuple(field_hat.shape)}")
+        K, n = self.kept_wavenumber, self.n
+        row_stride, column_stride = field_hat.stride()[-2:]
+        return field_hat.as_strided((*field_hat.shape[:-2], 2, K + 1, K + 1),
+                                    (*field_hat.stride()[:-2], (n - K - 1) * row_stride, row_stride, column_stride),
+                                    field_hat.storage_offset())
+
     def domain_mean(self, weights_hat: torch.Tensor) -> torch.Tensor:
         """Σ over the full k-plane of a real spectral density given on the half plane, / n⁴.
 

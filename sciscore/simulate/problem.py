@@ -94,7 +94,7 @@ class Problem:
             self.dt_max = self.cfl * self.grid.dx / 2
         self.clock = Clock(dt=float(self.dt))
         self.eqn = Equation(self.grid, self.params)
-        self.timestepper = make_stepper(self.stepper, self.eqn.L)
+        self.timestepper = make_stepper(self.stepper, self.eqn.L_kept)  # steps the kept modes only
         self.generator = torch.Generator(device=self.generator_device or self.grid.device)
         self.generator.manual_seed(int(self.seed))
         self.forcing_amplitude = torch.sqrt(forcing_spectrum(self.grid, self.params))
@@ -108,14 +108,14 @@ class Problem:
         return self.condensation == "split"
 
 
-def _condense_half(problem: Problem, q_hat: torch.Tensor, h: float, inplace: bool) -> torch.Tensor:
-    """Apply the exact pointwise evaporation/condensation over time h to ŝ (then re-dealias)."""
-    grid = problem.grid
-    s = condense(grid.irfft(q_hat[:, 1]), h, problem.params)
-    if not inplace:
-        q_hat = q_hat.clone()
-    torch.mul(grid.rfft(s), problem.eqn.dealias_complex, out=q_hat[:, 1])
-    return q_hat
+def _condense(problem: Problem, q: torch.Tensor, h: float) -> None:
+    """Apply the exact pointwise evaporation/condensation over time h to ŝ, in place on the kept
+    modes q (members, 2, 2, K+1, K+1); the result is dealiased again."""
+    grid, eqn = problem.grid, problem.eqn
+    s_hat = eqn.buffer("condense", (q.shape[0], *grid.shape_spectral), q.dtype, zeros=True)
+    grid.kept_modes(s_hat).copy_(q[:, 1])
+    s = condense(grid.irfft(s_hat), h, problem.params)
+    torch.mul(grid.kept_modes(grid.rfft(s)), eqn.dealias_kept, out=q[:, 1])
 
 
 def steps(problem: Problem, dt: float, nsteps: int = 1) -> Problem:
@@ -125,24 +125,30 @@ def steps(problem: Problem, dt: float, nsteps: int = 1) -> Problem:
     Split step: C(dt/2) ∘ RK(dt) ∘ C(dt/2), with C the exact pointwise evaporation/condensation of s.
     C acts on s only and the forcing on ζ only, so they commute, and C(dt/2) ∘ C(dt/2) = C(dt): the
     inner halves of consecutive steps are done as one C(dt) (two FFTs fewer per step).
+
+    The steps act on the modes that the 2/3 rule keeps (`Grid.kept_modes`, under half of the
+    array); every other mode of the state is zero before and after.
     """
     split = problem.split_condensation(dt)
-    nonlinear = lambda q: problem.eqn.nonlinear(q, split)  # noqa: E731
-    q = problem.sol
+    nonlinear = lambda q: problem.eqn.nonlinear_kept(q, split)  # noqa: E731
+    kept = problem.grid.kept_modes
+    q = kept(problem.sol).contiguous()  # a copy when sol is a full array: sol itself is never changed
     if split:
-        q = _condense_half(problem, q, dt / 2, inplace=False)
+        _condense(problem, q, dt / 2)
     for i in range(int(nsteps)):
         q = problem.timestepper.step(q, dt, nonlinear)
         if split:
-            q = _condense_half(problem, q, dt / 2 if i == nsteps - 1 else dt, inplace=True)
+            _condense(problem, q, dt / 2 if i == nsteps - 1 else dt)
         if problem.params.epsilon > 0:
             forcing_hat = draw_forcing(problem.forcing_amplitude, problem.members, dt, problem.generator,
                                        problem.grid)
-            q[:, 0] += forcing_hat
+            q[:, 0] += kept(forcing_hat)
             problem.vars.forcing_hat = forcing_hat
         problem.clock.t += dt
         problem.clock.step += 1
-    problem.sol = q
+    sol = torch.zeros_like(problem.sol, memory_format=torch.contiguous_format)
+    kept(sol).copy_(q)
+    problem.sol = sol
     problem.clock.dt = dt
     return problem
 

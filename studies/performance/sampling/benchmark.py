@@ -6,6 +6,12 @@ hand-written Euler-Maruyama loop with the same network, process, grid and steps 
 ``torch.randn_like`` a step), medians of interleaved repeats in one run:
   - the project score network (sciscore.nn.ScoreNetwork, default U-Net config) at 1 x 64 x 64;
   - a trivial score (score = -x / marginal_std^2).
+Part 1b (noise, `--part noise`). CPU time (this thread; `--clock wall` for elapsed time) of
+``solve(..., solver="euler")`` divided by that of a *lean* hand loop: Python-float coefficients
+computed before the loop, time tensors built once, one global generator, two in-place updates a
+step; trivial score, VE, 100 steps; at 4096 samples x 16 values and 64 samples x 64 x 64. Medians of
+interleaved repeats. Run it with another checkout first on PYTHONPATH to measure an older sciscore
+with the same hand loop.
 Part 2 (accuracy). Gaussian oracle N(1, 0.5) on 64 x 64 iid pixels (32 samples = 131072
 realisations, Monte Carlo floor of the variance 0.4%), error = max(|mean - mu| / std,
 |var / var_exact - 1|) at t_min, for every solver and several step counts; reports the fewest
@@ -41,6 +47,65 @@ def hand_euler(score, process, shape, n, steps, seed):
             x = x + dt * (f * x - diffusion**2 * score(x, t_batch)) \
                 + diffusion * math.sqrt(-dt) * torch.randn(x.shape, generator=g)
     return x
+
+
+def lean_hand_euler(score, process, shape, n, steps, seed):
+    """The leanest honest Euler-Maruyama loop of the reverse VE SDE: everything that does not depend
+    on x is prepared before the loop; x <- x - dt g^2 score + g sqrt(-dt) z with z from one generator."""
+    generator = torch.Generator().manual_seed(seed)
+    t_grid = time_grid(process, steps, "uniform")
+    plan = []
+    for i in range(steps):
+        t, t_next = t_grid[i], t_grid[i + 1]
+        assert float(process.log_scale_derivative(t)) == 0.0  # VE: no f x term
+        g = float(process.diffusion(t))
+        dt = float(t_next - t)
+        plan.append((torch.full((n,), float(t)), -dt * g * g, g * math.sqrt(-dt)))
+    x = torch.randn((n, *shape), generator=generator).mul_(process.prior_std())
+    with torch.no_grad():
+        for t_batch, score_weight, noise_scale in plan:
+            x = x.add(score(x, t_batch), alpha=score_weight)
+            x.add_(torch.randn(x.shape, generator=generator), alpha=noise_scale)
+    return x
+
+
+def noise_overhead(label, score, process, shape, n, steps, repeats, clock):
+    times = {"hand": [], "torchsde": []}
+    for _ in range(repeats):  # interleaved, so machine load hits both alike
+        start = clock()
+        lean_hand_euler(score, process, shape, n, steps, 0)
+        times["hand"].append(clock() - start)
+        start = clock()
+        solution = solve(SamplingProblem(score, process, shape), solver="euler", steps=steps, n=n, seed=0)
+        times["torchsde"].append(clock() - start)
+    assert solution.nfe == steps
+    hand, sde = statistics.median(times["hand"]), statistics.median(times["torchsde"])
+    row = {"case": label, "batch": n, "shape": list(shape), "steps": steps, "hand_ms_per_step": 1e3 * hand / steps,
+           "torchsde_ms_per_step": 1e3 * sde / steps, "ratio": sde / hand}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def generator_alone(n, shape, repeats, clock):
+    """Time of one draw of the per-sample streams (B, *shape) / one torch.randn of the same size."""
+    from sciscore.sde.brownian import SampleStreams
+
+    streams, generator = SampleStreams(0, range(n)), torch.Generator().manual_seed(0)
+    times = {"streams": [], "randn": []}
+    for _ in range(repeats):
+        start = clock()
+        for _ in range(20):
+            streams.normal(shape)
+        times["streams"].append(clock() - start)
+        start = clock()
+        for _ in range(20):
+            torch.randn((n, *shape), generator=generator)
+        times["randn"].append(clock() - start)
+    ours, randn = statistics.median(times["streams"]) / 20, statistics.median(times["randn"]) / 20
+    row = {"case": f"one draw, {n} x {'x'.join(map(str, shape))}", "streams_us": 1e6 * ours,
+           "randn_us": 1e6 * randn, "ratio": ours / randn}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def overhead(label, score, process, shape, n, steps, repeats):
@@ -95,11 +160,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few repeats and step counts (a smoke run)")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
-    parser.add_argument("--part", choices=["overhead", "accuracy", "all"], default="all")
+    parser.add_argument("--part", choices=["overhead", "noise", "accuracy", "all"], default="all")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="--part noise: CPU time of this thread, or elapsed time")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, 2 with --quick)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = {"threads": torch.get_num_threads(), "overhead": [], "accuracy": []}
-    repeats = 2 if args.quick else 5
+    repeats = args.repeats or (2 if args.quick else 5)
+    results["noise"] = []
+    if args.part in ("noise", "all"):
+        process = VE(sigma_min=0.01, sigma_max=100.0)
+
+        def trivial(x, t):  # the exact score of N(0, 0) data: -x / m(t)^2
+            return -x / (process.marginal_std(t).to(x) ** 2).view(-1, *[1] * (x.ndim - 1))
+
+        clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+        for n, shape in ((4096, (1, 4, 4)), (64, (1, 64, 64))):
+            results["noise"].append(generator_alone(n, shape, 3 * repeats, clock))
+            results["noise"].append(noise_overhead(f"trivial score, {n} x {'x'.join(map(str, shape))}", trivial,
+                                                   process, shape, n, 100, repeats, clock))
     if args.part in ("overhead", "all"):
         process = VE(sigma_min=0.01, sigma_max=100.0)
         trivial = lambda x, t: -x / process.marginal_std(t).to(x).view(-1, 1, 1, 1) ** 2

@@ -6,7 +6,10 @@ per RHS evaluation one irfft2 of (B, 4, N, N//2+1) and one rfft2 of (B, 4, N, N)
 condensation step (irfft2 + rfft2 of (B, 1, ...); consecutive Strang halves are merged) and the
 forcing rfft2 of (B, N, N).
 Both are measured interleaved in the same process (repeats alternate), and the medians are compared,
-so the ratio is meaningful even on a loaded machine.
+so the ratio is meaningful even on a loaded machine. `--clock cpu` (the default on the CPU) counts
+the CPU time of the calling thread (`time.thread_time`), which excludes the time the process waits
+while other jobs hold the cores; with one torch thread it is all the work the step does. `--clock
+wall` counts wall time (always used on CUDA).
 
     python studies/performance/simulator/benchmark.py --resolutions 64 128 256 --members 8 --device cpu
 """
@@ -28,17 +31,17 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(function, repeats: int, device) -> float:
+def _time(function, repeats: int, device, clock=time.perf_counter) -> float:
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         function()
     _sync(device)
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def measure(n: int, members: int, device: torch.device, dtype: torch.dtype, stepper: str, rounds: int,
-            steps: int) -> dict:
+            steps: int, clock=time.perf_counter) -> dict:
     grid = Grid(n, device=device, dtype=dtype)
     problem = Problem(grid, Params.reference(n), members=members, seed=0, stepper=stepper, dt=2e-3,
                       condensation="split")
@@ -61,8 +64,8 @@ def measure(n: int, members: int, device: torch.device, dtype: torch.dtype, step
     ffts_of_one_step()
     step_times, fft_times = [], []
     for _ in range(rounds):
-        step_times.append(_time(lambda: stepforward(problem, steps), 1, device) / steps)
-        fft_times.append(_time(ffts_of_one_step, steps, device))
+        step_times.append(_time(lambda: stepforward(problem, steps), 1, device, clock) / steps)
+        fft_times.append(_time(ffts_of_one_step, steps, device, clock))
     step, fft = statistics.median(step_times), statistics.median(fft_times)
     return {"n": n, "members": members, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
             "stepper": stepper, "ms_per_step": 1e3 * step, "ms_ffts_per_step": 1e3 * fft, "ratio": step / fft,
@@ -79,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: CPU time of this thread (CPU device only); wall: elapsed time")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--reuse-memory", action="store_true",
                         help="keep freed tensors in the heap (what `sciscore simulate` does)")
@@ -91,11 +96,13 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    clock = time.thread_time if args.clock == "cpu" and device.type == "cpu" else time.perf_counter
     results = []
     print(f"{'N':>5} {'B':>3} {'ms/step':>9} {'ms FFTs':>9} {'ratio':>6} {'ms/member-step':>15}")
     for n in args.resolutions:
-        row = measure(n, args.members, device, dtype, args.stepper, args.rounds, args.steps)
+        row = measure(n, args.members, device, dtype, args.stepper, args.rounds, args.steps, clock)
         row["threads"] = torch.get_num_threads()
+        row["clock"] = "cpu" if clock is time.thread_time else "wall"
         results.append(row)
         print(f"{n:>5} {args.members:>3} {row['ms_per_step']:>9.2f} {row['ms_ffts_per_step']:>9.2f} "
               f"{row['ratio']:>6.2f} {row['ms_per_member_step']:>15.3f}", flush=True)
