@@ -43,6 +43,11 @@ def register(subparsers):
                         help="output file (default: generated_<variables>_seed<S>.nc)")
     add_overwrite(parser)
     parser.add_argument("--resume", action="store_true", help="finish an interrupted output file")
+    parser.add_argument("--shard", metavar="I/N|auto", default=None,
+                        help="draw only shard I of N (0-based): the contiguous block of global sample indices "
+                             "[I*n//N, (I+1)*n//N) of the -n samples, written with their global indices; "
+                             "'auto' takes I/N from a SLURM array (SLURM_ARRAY_TASK_ID/COUNT) or torchrun "
+                             "(RANK/WORLD_SIZE); '{shard}' in -o becomes I; join the shards with 'sciscore merge'")
     add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
@@ -60,11 +65,23 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    shard = None
+    if args.shard is not None:
+        from sciscore.generate.shards import parse_shard
+
+        shard = parse_shard(args.shard)
     model = load_model(args.model, ema=args.ema, device=args.device)
     variables = model.select(args.variables)
-    output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}.nc"
+    suffix = "_shard{shard}" if shard is not None else ""
+    output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}{suffix}.nc"
+    if shard is not None:
+        from sciscore.generate.shards import shard_output
+
+        output = shard_output(output, shard)
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
-                         seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size, overwrite=args.overwrite, resume=args.resume,
-                         progress=not args.quiet)
-    logging.getLogger("sciscore").info("wrote %d fields of %s to %s", args.samples, ", ".join(variables), path)
+                         seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
+                         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard)
+    count = args.samples if shard is None else (lambda b: b[1] - b[0])(shard.block(args.samples))
+    which = "" if shard is None else f" (shard {shard} of a run of {args.samples})"
+    logging.getLogger("sciscore").info("wrote %d fields of %s to %s%s", count, ", ".join(variables), path, which)
     return 0
