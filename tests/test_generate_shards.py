@@ -125,3 +125,24 @@ def test_cli_shard_and_merge(run_dir, tmp_path, monkeypatch):  # noqa: F811
     with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_dataset(tmp_path / "all.nc") as b:
         np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
         np.testing.assert_array_equal(a["sample"].values, b["sample"].values)
+
+
+@pytest.mark.slow  # two fresh interpreters import torch
+def test_torchrun_generate_writes_one_file_equal_to_one_job(run_dir, tmp_path):  # noqa: F811
+    import os
+    import subprocess
+    import sys
+
+    common = ["generate", "--model", str(run_dir), "-n", "5", "--solver", "ode-heun", "--steps", "2",
+              "--seed", "3", "--device", "cpu", "--batch-size", "1", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "sciscore", *common, "-o", str(tmp_path / "ranks.nc")],
+                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*common, "-o", str(tmp_path / "one.nc")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.nc", "ranks.nc"]  # the part files are gone
+    with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_dataset(tmp_path / "ranks.nc") as b:
+        assert b.attrs["sciscore_status"] == "complete"
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
