@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
                          seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
                          overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard)
-    count = args.samples if shard is None else (lambda b: b[1] - b[0])(shard.block(args.samples))
+    first, stop = (0, args.samples) if shard is None else shard.block(args.samples)
+    count = stop - first
     which = "" if shard is None else f" (shard {shard} of a run of {args.samples})"
     logging.getLogger("sciscore").info("wrote %d fields of %s to %s%s", count, ", ".join(variables), path, which)
     return 0
