@@ -51,19 +51,18 @@ def init_from_environment(device_type: str) -> ProcessGroup:
 
 
 def average_gradients(parameters, world_size: int) -> None:
-    """Replace each gradient by its mean over the ranks (one all-reduce)."""
+    """Replace each gradient by its mean over the ranks (one all-reduce of the flattened
+    gradients). Every rank runs the same graph, so the same parameters have gradients."""
     if world_size == 1:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    grads = [p.grad for p in parameters if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= world_size
     offset = 0
-    for p, g in zip(parameters, grads):
-        size = g.numel()
-        p.grad = flat[offset:offset + size].view_as(p).clone() if p.grad is None else p.grad.copy_(
-            flat[offset:offset + size].view_as(g))
-        offset += size
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def average(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
