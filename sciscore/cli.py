@@ -14,7 +14,7 @@ import sys
 from sciscore import __version__
 from sciscore.errors import EXIT_USAGE, UserError
 
-SUBCOMMANDS = ("simulate", "train", "generate", "diagnose", "study")
+SUBCOMMANDS = ("simulate", "train", "generate", "merge", "diagnose", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=_probability, default=0.01, metavar="P",
                         help="significance level of the permutation test of the spatial means (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the permutation test (default: %(default)s)")
+    parser.add_argument("--scheduler", metavar="local|ADDRESS", default=None,
+                        help="compute on dask.distributed: 'local' starts a LocalCluster on this machine, an "
+                             "address (tcp://host:8786) joins a running cluster, e.g. a dask-jobqueue SLURMCluster; "
+                             "needs the hpc extra (default: dask's local threaded scheduler)")
     add_overwrite(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -67,14 +71,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from sciscore.diagnostics.report import diagnose
+    from sciscore.diagnostics.scheduler import dask_scheduler
 
     if args.color_shift_threshold < 0:
         raise UserError(f"--color-shift-threshold must be >= 0, got {args.color_shift_threshold}")
-    comparison = diagnose(
-        args.reference, args.samples, args.output, args.variable, overwrite=args.overwrite,
-        sample_dim=args.sample_dim, spatial_dims=args.spatial_dims, progress=not args.quiet,
-        bins=args.bins, color_shift_threshold=args.color_shift_threshold, alpha=args.alpha, seed=args.seed,
-    )
+    with dask_scheduler(args.scheduler) as client:
+        if client is not None:
+            log.info("computing on the dask cluster at %s (dashboard %s)", client.scheduler.address,
+                     client.dashboard_link)
+        comparison = diagnose(
+            args.reference, args.samples, args.output, args.variable, overwrite=args.overwrite,
+            sample_dim=args.sample_dim, spatial_dims=args.spatial_dims, progress=not args.quiet and client is None,
+            bins=args.bins, color_shift_threshold=args.color_shift_threshold, alpha=args.alpha, seed=args.seed,
+        )
     for name in comparison.attrs["variables"].split():
         score = float(comparison[f"{name}_color_shift_score"])
         flagged = bool(comparison[f"{name}_color_shift_flag"])

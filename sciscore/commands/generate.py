@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from sciscore.commands._common import add_device, add_overwrite, add_quiet
 from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps  # the solver table (no torch)
@@ -43,6 +44,11 @@ def register(subparsers):
                         help="output file (default: generated_<variables>_seed<S>.nc)")
     add_overwrite(parser)
     parser.add_argument("--resume", action="store_true", help="finish an interrupted output file")
+    parser.add_argument("--shard", metavar="I/N|auto", default=None,
+                        help="draw only shard I of N (0-based): the contiguous block of global sample indices "
+                             "[I*n//N, (I+1)*n//N) of the -n samples, written with their global indices; "
+                             "'auto' takes I/N from a SLURM array (SLURM_ARRAY_TASK_ID/COUNT) or torchrun "
+                             "(RANK/WORLD_SIZE); '{shard}' in -o becomes I; join the shards with 'sciscore merge'")
     add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
@@ -60,11 +66,85 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    shard = None
+    if args.shard is not None:
+        from sciscore.generate.shards import parse_shard
+
+        shard = parse_shard(args.shard)
+    else:
+        from sciscore.train.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            return _run_under_torchrun(args)
     model = load_model(args.model, ema=args.ema, device=args.device)
     variables = model.select(args.variables)
-    output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}.nc"
+    suffix = "_shard{shard}" if shard is not None else ""
+    output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}{suffix}.nc"
+    if shard is not None:
+        from sciscore.generate.shards import shard_output
+
+        output = shard_output(output, shard)
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
-                         seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size, overwrite=args.overwrite, resume=args.resume,
-                         progress=not args.quiet)
-    logging.getLogger("sciscore").info("wrote %d fields of %s to %s", args.samples, ", ".join(variables), path)
+                         seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
+                         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard)
+    first, stop = (0, args.samples) if shard is None else shard.block(args.samples)
+    count = stop - first
+    which = "" if shard is None else f" (shard {shard} of a run of {args.samples})"
+    logging.getLogger("sciscore").info("wrote %d fields of %s to %s%s", count, ", ".join(variables), path, which)
+    return 0
+
+
+def _run_under_torchrun(args: argparse.Namespace) -> int:
+    """torchrun -m sciscore generate ... -o FILE: rank r of N writes shard r/N to a part file next to
+    FILE; after all are done, rank 0 merges them into FILE (equal to the one-job run) and removes
+    them. --resume continues the part files of an interrupted run."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    import netCDF4
+    import torch
+    import torch.distributed as dist
+
+    from sciscore.devices import resolve_device
+    from sciscore.errors import UserError
+    from sciscore.fields.io import check_writable
+    from sciscore.generate import generate_file, load_model
+    from sciscore.generate.merge import merge_shards
+    from sciscore.generate.sample_file import STATUS
+    from sciscore.generate.shards import Shard
+
+    if args.output is None:
+        raise UserError("under torchrun, name the output file with -o")
+    check_writable(args.output, args.overwrite)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if resolve_device(args.device).type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    # gloo: the only collective is a barrier; the shards may take hours
+    dist.init_process_group("gloo", timeout=timedelta(hours=48))
+    try:
+        shard = Shard(rank, world_size)
+        output = Path(args.output)
+        parts = [output.with_name(f".{output.name}.shard{i}of{world_size}.nc") for i in range(world_size)]
+        model = load_model(args.model, ema=args.ema, device=args.device)
+        variables = model.select(args.variables)
+        resume = args.resume and parts[rank].exists()
+        done = False
+        if resume:
+            with netCDF4.Dataset(parts[rank]) as nc:
+                done = nc.getncattr(STATUS) == "complete"
+        if not done:
+            generate_file(model, parts[rank], args.samples, variables=variables, solver=args.solver,
+                          steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,
+                          batch_size=args.batch_size, overwrite=not resume, resume=resume,
+                          progress=not args.quiet and rank == 0, shard=shard)
+        dist.barrier()
+        if rank == 0:
+            path = merge_shards(parts, output, overwrite=args.overwrite)
+            for part in parts:
+                part.unlink()
+            logging.getLogger("sciscore").info("wrote %d fields of %s to %s (%d processes)", args.samples,
+                                               ", ".join(variables), path, world_size)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
     return 0

@@ -178,7 +178,27 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(config.training.threads)
-    result = train(config, args.output, resume=args.resume, overwrite=args.overwrite)
+    rank, world_size = 0, 1
+    from sciscore.train.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun --nproc_per_node=N -m sciscore train ...: data-parallel
+        from sciscore.devices import resolve_device
+        from sciscore.train.distributed import init_from_environment
+
+        group = init_from_environment(resolve_device(config.training.device).type)
+        rank, world_size = group.rank, group.world_size
+        if not group.main:
+            logging.getLogger("sciscore").setLevel(logging.WARNING)
+    try:
+        result = train(config, args.output, resume=args.resume, overwrite=args.overwrite, rank=rank,
+                       world_size=world_size)
+    finally:
+        if world_size > 1:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if rank != 0:
+        return 0
     message = f"trained {result.step} steps; checkpoint in {result.run_dir}"
     if result.validation_loss is not None:
         message += f"; validation loss (EMA) {result.validation_loss:.4g}"

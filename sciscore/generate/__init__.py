@@ -15,6 +15,8 @@ _EXPORTS = {
     **dict.fromkeys(("GenerativeModel", "SamplerOptions", "generate_file", "load_model"), "sciscore.generate.model"),
     **dict.fromkeys(("SampleFile", "append_samples", "create_sample_file", "resume_sample_file"),
                     "sciscore.generate.sample_file"),
+    **dict.fromkeys(("Shard", "parse_shard"), "sciscore.generate.shards"),
+    **dict.fromkeys(("check_shards", "merge_shards", "read_shard"), "sciscore.generate.merge"),
 }
 
 __all__ = list(_EXPORTS)

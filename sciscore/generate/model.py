@@ -29,6 +29,7 @@ from sciscore.fields.normalize import Normalizer
 from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
     DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
+from sciscore.generate.shards import SHARD, TOTAL, Shard
 from sciscore.sde.solvers import default_steps
 
 NFE = "sciscore_nfe_per_sample"
@@ -180,27 +181,39 @@ def _sigterm_as_interrupt():
 def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, variables=None,
                   solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                   grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                  overwrite: bool = False, resume: bool = False, progress: bool = False) -> Path:
+                  overwrite: bool = False, resume: bool = False, progress: bool = False,
+                  shard: Shard | None = None) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
     with n). Interrupted runs leave a valid file marked incomplete; `resume=True` finishes it with
-    exactly the samples an uninterrupted run would have written."""
+    exactly the samples an uninterrupted run would have written.
+
+    With `shard` (index I of N), only the contiguous block of global sample indices `shard.block(n)`
+    is drawn and written, with the global index as the `sample` coordinate; the N shard files
+    merged by `sciscore.generate.merge.merge_shards` equal the one-job file."""
     variables = model.select(variables)
     options = SamplerOptions(solver, steps, seed, grid, denoise)
     _check_counts(n, batch_size)
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
+    first, last = 0, n
+    global_attrs = {"title": f"sciscore generated fields: {', '.join(variables)}",
+                    **model.provenance(options, variables)}
+    if shard is not None:
+        if n < shard.count:
+            raise UserError(f"-n {n} is fewer than the {shard.count} shards; use at most {n} shards")
+        first, last = shard.block(n)
+        request["shard"] = str(shard)
+        global_attrs.update({SHARD: str(shard), TOTAL: int(n)})
     if resume:
         sample_file = resume_sample_file(path, request)
     else:
         sample_file = create_sample_file(
-            path, model.template(variables), requested=n, request=request, chunk_samples=batch_size,
-            global_attrs={"title": f"sciscore generated fields: {', '.join(variables)}",
-                          **model.provenance(options, variables)},
-            overwrite=overwrite)
+            path, model.template(variables), requested=last - first, request=request, chunk_samples=batch_size,
+            global_attrs=global_attrs, overwrite=overwrite, first=first)
     with _sigterm_as_interrupt():
-        for start in tqdm(range(sample_file.written, n, batch_size), disable=not progress, desc="generate",
-                          unit="batch"):
-            stop = min(n, start + batch_size)
+        for start in tqdm(range(first + sample_file.written, last, batch_size), disable=not progress,
+                          desc="generate", unit="batch"):
+            stop = min(last, start + batch_size)
             x, nfe = model.sample_normalized(start, stop, options)
             append_samples(sample_file, model._to_physical(x, variables), attrs={NFE: int(nfe)})
     return sample_file.path

@@ -5,6 +5,10 @@ attribute `sciscore_status` = "incomplete" and `sciscore_samples_written` = k un
 is written; then the status becomes "complete". A run interrupted by Ctrl-C or SIGTERM leaves a
 file holding its finished samples; `resume_sample_file` reopens it, checks that the request is the
 same (`sciscore_request`, a JSON string), and writing continues at sample k.
+
+A shard of a run (`sciscore generate --shard I/N`) is such a file whose samples are the global
+indices `sciscore_first_sample` .. `sciscore_first_sample + sciscore_samples_requested - 1`; the
+`sample` coordinate holds the global index.
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ STATUS = "sciscore_status"
 WRITTEN = "sciscore_samples_written"
 REQUESTED = "sciscore_samples_requested"
 REQUEST = "sciscore_request"
+FIRST = "sciscore_first_sample"
 
 
 @dataclass
 class SampleFile:
-    """An open-for-append sample file: `written` of `requested` samples are on disk."""
+    """An open-for-append sample file: `written` of `requested` samples are on disk; the first
+    has global sample index `first`."""
 
     path: Path
     variables: tuple[str, ...]
     requested: int
     written: int
+    first: int = 0
 
     @property
     def complete(self) -> bool:
@@ -51,13 +58,16 @@ def create_sample_file(
     global_attrs: dict,
     chunk_samples: int,
     overwrite: bool = False,
+    first: int = 0,
 ) -> SampleFile:
     """Create an empty sample file from `template` (data variables (sample, y, x) with 0 samples,
-    the spatial coordinates and the variable attributes), marked incomplete."""
+    the spatial coordinates and the variable attributes), marked incomplete; its samples will be
+    the global indices first .. first + requested - 1."""
     path = check_writable(path, overwrite)
     ds = template.copy()
     ds.attrs = cf_global_attrs(ds, attrs=global_attrs)
-    ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True)})
+    ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True),
+                     FIRST: int(first)})
     encoding = cf_encoding(ds, None)
     for name in ds.data_vars:
         encoding[name]["chunksizes"] = (max(1, chunk_samples), *ds[name].shape[1:])
@@ -70,7 +80,7 @@ def create_sample_file(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return SampleFile(path, tuple(ds.data_vars), int(requested), 0)
+    return SampleFile(path, tuple(ds.data_vars), int(requested), 0, int(first))
 
 
 def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
@@ -95,7 +105,7 @@ def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
             f"cannot resume {path}: it was started with different settings ({', '.join(changed)}); "
             f"repeat the original command with --resume, or start a new file"
         )
-    return SampleFile(path, variables, int(attrs[REQUESTED]), int(attrs[WRITTEN]))
+    return SampleFile(path, variables, int(attrs[REQUESTED]), int(attrs[WRITTEN]), int(attrs.get(FIRST, 0)))
 
 
 def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None) -> None:
@@ -108,7 +118,7 @@ def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs
     with netCDF4.Dataset(sample_file.path, "a") as nc:
         for name in sample_file.variables:
             nc[name][start:stop] = np.asarray(fields[name], dtype=np.float32)
-        nc["sample"][start:stop] = np.arange(start, stop)
+        nc["sample"][start:stop] = np.arange(sample_file.first + start, sample_file.first + stop)
         for name, value in (attrs or {}).items():
             nc.setncattr(name, value)
         nc.setncattr(WRITTEN, np.int64(stop))

@@ -101,15 +101,17 @@ def data_statistics(train: torch.Tensor) -> dict:
     }
 
 
-def augment_batch(x: torch.Tensor, context: torch.Tensor | None, data: TrainingData, generator: torch.Generator):
+def augment_batch(x: torch.Tensor, context: torch.Tensor | None, data: TrainingData, generators):
     """Apply the data's random symmetry operations to each sample of x (B, C, H, W) and, with the
-    same operation, to its context (B, Cc, H, W) (CPU)."""
+    same operation, to its context (B, Cc, H, W) (CPU). `generators`: a callable giving sample b's
+    generator, so that a sample's operation does not depend on the rest of the batch (or on which
+    rank of a data-parallel run draws it)."""
     if not data.augmentation.active:
         return x, context
     sign = data.sign_on_reflection
     both = x
     if context is not None:
         sign, both = torch.cat([sign, data.context_sign_on_reflection]), torch.cat([x, context], dim=1)
-    out = torch.stack([data.augmentation(sample, sign, generator) for sample in both])
+    out = torch.stack([data.augmentation(sample, sign, generators(b)) for b, sample in enumerate(both)])
     c = x.shape[1]
     return out[:, :c], (out[:, c:] if context is not None else None)

@@ -97,11 +97,14 @@ def isotropy_penalty(output: torch.Tensor, per_sample: bool = False) -> torch.Te
     return (norm2.mean() - 1).square()
 
 
-def drop_context(context: torch.Tensor | None, probability: float, generator: torch.Generator):
-    """Zero each sample's context with `probability` (classifier-free guidance training)."""
+def drop_context(context: torch.Tensor | None, probability: float, generator: torch.Generator,
+                 batch: int | None = None, share: slice = slice(None)):
+    """Zero each sample's context with `probability` (classifier-free guidance training). The
+    draws are made for `batch` samples (default: len(context)) of which `share` is `context`."""
     if context is None or probability == 0:
         return context
-    keep = torch.rand(context.shape[0], generator=generator, device=context.device) >= probability
+    draws = torch.rand(batch or context.shape[0], generator=generator, device=context.device)
+    keep = draws[share] >= probability
     return context * keep[:, None, None, None].to(context.dtype)
 
 

@@ -10,8 +10,15 @@ optimizer go into training_state.pt. So an interrupted and resumed run repeats t
 loss trace bit for bit on the CPU. `train` sets no thread count: `sciscore train` applies
 training.threads.
 
-DDP under torchrun is a small addition: batches are taken as rank-strided slices
-(`rank`, `world_size`), and only rank 0 writes; wrap the network in DistributedDataParallel.
+Data-parallel training (torchrun, `sciscore.train.distributed`): `batch_size` is the global batch;
+rank r of N takes the r-th of N equal shares of each step's batch. Every draw is a function of the
+run seed, the step and the sample, never of the rank: the batch order as above, each sample's
+augmentation from a generator seeded by (seed, step, sample index), and t, noise and context
+dropout drawn for the whole global batch (from the (seed, step) generator) of which each rank keeps
+its share. Gradients are averaged over the ranks before clipping, so N ranks take the steps of one
+process with the same global batch, up to the order of floating-point summation (the batch-mean
+isotropy regularizer is the exception: each rank takes the batch mean over its share). Rank 0
+alone validates, runs the quality monitor and writes checkpoints, metrics and progress.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from sciscore.nn.network import ScoreNetwork
 from sciscore.sde.processes import estimate_sigma_max, process_from_dict
 from sciscore.train.config import TrainConfig, config_from_dict
 from sciscore.train.data import TrainingData, augment_batch, data_statistics, load_training_data
+from sciscore.train.distributed import average, average_gradients
 from sciscore.train.ema import ExponentialMovingAverage
 from sciscore.train.losses import SigmaBinnedLoss, denoising_loss, draw_times, drop_context
 from sciscore.train.monitor import MonitorSettings, QualityMonitor, monitor_interval
@@ -56,15 +64,19 @@ def _step_seed(seed: int, step: int, stream: int = 0) -> int:
     return (seed * 1_000_003 + step * 7_919 + stream * 104_729 + 12_345) % (2**62)
 
 
-def _batch_indices(step: int, n: int, batch: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """Indices of step `step`: epoch-wise permutations seeded by (seed, epoch), no partial batches."""
-    per_step = batch * world_size
-    steps_per_epoch = max(1, n // per_step)
+def _batch_indices(step: int, n: int, batch: int, seed: int) -> torch.Tensor:
+    """Indices of the global batch of step `step`: epoch-wise permutations seeded by (seed, epoch),
+    no partial batches."""
+    steps_per_epoch = max(1, n // batch)
     epoch, position = divmod(step, steps_per_epoch)
     generator = torch.Generator().manual_seed(_step_seed(seed, epoch, stream=1))
     order = torch.randperm(n, generator=generator)
-    start = position * per_step + rank * batch
-    return order[start:start + batch]
+    return order[position * batch:(position + 1) * batch]
+
+
+def _sample_generator(seed: int, step: int, sample: int) -> torch.Generator:
+    """The augmentation generator of training sample `sample` (a data index) at step `step`."""
+    return torch.Generator().manual_seed(_step_seed(seed, step, stream=4) ^ (int(sample) * 2_654_435_761 % (2**61)))
 
 
 def _resolve_process(config: TrainConfig, train: torch.Tensor):
@@ -190,7 +202,11 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
     if resume:
         ckpt.check_compatible(saved, variables=data.variables, grid=data.dataset)
     n = len(data.train)
-    batch = min(t_cfg.batch_size, n)
+    batch = min(t_cfg.batch_size, n)  # the global batch
+    if batch % world_size:
+        raise UserError(f"the batch size {batch} is not a multiple of the {world_size} processes; "
+                        f"choose --batch-size divisible by {world_size}")
+    share = slice(rank * (batch // world_size), (rank + 1) * (batch // world_size))
     if resume:
         process, network_config = saved.process, saved.network
     else:
@@ -223,7 +239,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
     every = monitor_interval(t_cfg.monitor_every, total)
     monitor, best_rank = None, None
-    if every:
+    if every and main_rank:  # the monitor samples on rank 0 alone
         settings = MonitorSettings(every, t_cfg.monitor_samples, t_cfg.monitor_steps, t_cfg.seed)
         monitor = QualityMonitor.for_training(data, process, settings, device)
         if resume and (run_dir / BEST / ckpt.CONFIG).is_file():
@@ -259,23 +275,26 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
     for step in progress:
         cpu_generator = torch.Generator().manual_seed(_step_seed(t_cfg.seed, step, stream=0))
         generator = cpu_generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(_step_seed(t_cfg.seed, step, stream=2))
-        index = _batch_indices(step, n, batch, t_cfg.seed, rank, world_size)
+        index = _batch_indices(step, n, batch, t_cfg.seed)[share]
         x0 = data.train[index]
         context = None if data.context_train is None else data.context_train[index]
-        x0, context = augment_batch(x0, context, data, cpu_generator)
+        x0, context = augment_batch(x0, context, data, lambda b: _sample_generator(t_cfg.seed, step, index[b]))
         x0 = x0.to(device, non_blocking=True)
         if t_cfg.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        if context is not None:
-            context = drop_context(context.to(device), config.loss.context_dropout, generator)
-        t = draw_times(process, len(x0), config.loss, generator, device)
-        noise = torch.randn(x0.shape, generator=generator, device=device)
+        if context is not None:  # the draws of the global batch, of which this rank keeps its share
+            context = drop_context(context.to(device), config.loss.context_dropout, generator, batch, share)
+        t = draw_times(process, batch, config.loss, generator, device)[share]
+        noise = torch.randn((batch, *x0.shape[1:]), generator=generator, device=device)[share]
         with autocast:
             terms = denoising_loss(forward, process, x0, t, noise, config.loss, context, network_config.sigma_data)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        average_gradients(params, world_size)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, o_cfg.grad_clip if o_cfg.grad_clip > 0 else math.inf)
-        finite = bool(torch.isfinite(terms["loss"]) & torch.isfinite(grad_norm))  # the one host sync per step
+        logged = average(torch.stack([terms[k].detach().to(torch.float64)
+                                      for k in ("loss", "mean", "fluctuation", "isotropy")]), world_size)
+        finite = bool(torch.isfinite(logged[0]) & torch.isfinite(grad_norm))  # the one host sync per step
         if finite:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(o_cfg, optimizer_steps)
@@ -283,7 +302,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             ema.update(network, optimizer_steps)
             optimizer_steps += 1
             consecutive = 0
-            sums += torch.stack([terms[k].detach().to(torch.float64) for k in ("loss", "mean", "fluctuation", "isotropy")])
+            sums += logged
             binned.add(t, terms["per_sample"])
             interval_steps += 1
         else:
@@ -299,7 +318,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             record = {"step": done, "loss": values[0], "mean": values[1], "fluctuation": values[2],
                       "isotropy": values[3], "lr": _learning_rate(o_cfg, max(0, optimizer_steps - 1)),
                       "grad_norm": float(grad_norm), "skipped": skipped, "per_sigma": binned.read(),
-                      "samples_per_second": interval_steps * batch * world_size / max(elapsed, 1e-9)}
+                      "samples_per_second": interval_steps * batch / max(elapsed, 1e-9)}
             last_loss = values[0]
             write(record)
             postfix["loss"] = f"{values[0]:.4f}"
@@ -307,7 +326,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             sums.zero_()
             interval_steps = 0
             clock = time.perf_counter()
-        if t_cfg.validation_every and (done % t_cfg.validation_every == 0 or done == total):
+        if main_rank and t_cfg.validation_every and (done % t_cfg.validation_every == 0 or done == total):
             raw = validation_loss(network, process, data, config, device)
             averaged = validation_loss(ema.network, process, data, config, device)
             if averaged is not None:

@@ -1,0 +1,148 @@
+"""`sciscore generate --shard I/N` and `sciscore merge`: the merged shards equal the one-job run."""
+
+import json
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from sciscore.cli import main
+from sciscore.errors import UserError
+from sciscore.generate import generate_file, load_model, merge_shards
+from sciscore.generate.shards import Shard, parse_shard
+from test_generate import FAST, run_dir  # noqa: F401  (the tiny trained checkpoint fixture)
+
+
+@pytest.fixture(scope="module")
+def model(run_dir):  # noqa: F811
+    return load_model(run_dir, device="cpu")
+
+
+def test_shard_blocks_tile_the_run():
+    for n, count in [(7, 3), (10, 10), (1000, 7)]:
+        blocks = [Shard(i, count).block(n) for i in range(count)]
+        assert blocks[0][0] == 0 and blocks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        assert max(b - a for a, b in blocks) - min(b - a for a, b in blocks) <= 1
+
+
+def test_shard_auto_reads_slurm_array_then_torchrun():
+    slurm = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1",
+             "RANK": "0", "WORLD_SIZE": "2"}
+    assert parse_shard("auto", slurm) == Shard(2, 4)
+    assert parse_shard("auto", {"RANK": "1", "WORLD_SIZE": "2"}) == Shard(1, 2)
+    assert parse_shard("2/5", {}) == Shard(2, 5)
+    with pytest.raises(UserError, match="neither a SLURM array"):
+        parse_shard("auto", {})
+    for bad in ("3/3", "-1/2", "1of2", "a/b"):
+        with pytest.raises(UserError, match="--shard"):
+            parse_shard(bad, {})
+
+
+def _shards(model, tmp_path, n=7, count=3, seed=4, **kwargs):
+    return [generate_file(model, tmp_path / f"part{i}.nc", n, seed=seed, batch_size=2, shard=Shard(i, count),
+                          **{**FAST, **kwargs}) for i in range(count)]
+
+
+def test_merged_shards_equal_the_one_job_run(model, tmp_path):
+    # batches line up (batch 2: [0,2) [2,4) [4,6) [6,7) in both), so the samples are equal bit for bit
+    one = generate_file(model, tmp_path / "one.nc", 7, seed=4, batch_size=2, **FAST)
+    parts = _shards(model, tmp_path)
+    with xr.open_dataset(parts[1]) as part:
+        assert part["sample"].values.tolist() == [2, 3]  # global indices of shard 1/3 of 7
+        assert part.attrs["sciscore_shard"] == "1/3" and part.attrs["sciscore_status"] == "complete"
+    merged = merge_shards(list(reversed(parts)), tmp_path / "all.nc", block_samples=1)
+    with xr.open_dataset(one) as a, xr.open_dataset(merged) as b:
+        assert b["sample"].values.tolist() == list(range(7))
+        for name in ("temperature", "vorticity"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+            assert a[name].attrs == b[name].attrs
+        assert b.attrs["sciscore_status"] == "complete" and "sciscore_shard" not in b.attrs
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+        for key in ("sciscore_model_checksum", "sciscore_seed", "sciscore_solver", "sciscore_steps",
+                    "sciscore_nfe_per_sample", "Conventions"):
+            assert a.attrs[key] == b.attrs[key]
+
+
+def test_an_interrupted_shard_resumes_to_the_same_samples(model, tmp_path, monkeypatch):
+    from sciscore.generate import model as model_module
+
+    reference = generate_file(model, tmp_path / "ref.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    original = model_module.append_samples
+    calls = {"n": 0}
+
+    def interrupt_after_one(sample_file, fields, **kwargs):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        original(sample_file, fields, **kwargs)
+
+    monkeypatch.setattr(model_module, "append_samples", interrupt_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        generate_file(model, tmp_path / "s.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    monkeypatch.undo()
+    generate_file(model, tmp_path / "s.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), resume=True, **FAST)
+    with xr.open_dataset(reference) as a, xr.open_dataset(tmp_path / "s.nc") as b:
+        assert b["sample"].values.tolist() == [4, 5, 6]
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
+
+
+def test_merge_refuses_missing_incomplete_and_foreign_shards(model, tmp_path, capsys):
+    parts = _shards(model, tmp_path)
+    with pytest.raises(UserError, match=r"samples 2\.\.3 of 7 are missing \(shard 1/3\)"):
+        merge_shards([parts[0], parts[2]], tmp_path / "a.nc")
+    with pytest.raises(UserError, match=r"samples 4\.\.6 of 7 are missing \(shard 2/3\)"):
+        merge_shards(parts[:2], tmp_path / "a.nc")
+    with pytest.raises(UserError, match="overlaps"):
+        merge_shards([*parts, parts[1]], tmp_path / "a.nc")
+    foreign = generate_file(model, tmp_path / "foreign.nc", 7, seed=5, batch_size=2, shard=Shard(1, 3), **FAST)
+    with pytest.raises(UserError, match=r"foreign.nc belongs to another run .*\(different seed\)"):
+        merge_shards([parts[0], foreign, parts[2]], tmp_path / "a.nc")
+    with netCDF4.Dataset(parts[1], "a") as nc:  # as an interrupted job leaves it
+        nc.setncattr("sciscore_status", "incomplete")
+        nc.setncattr("sciscore_samples_written", np.int64(1))
+    argv = ["merge", *map(str, parts), "-o", str(tmp_path / "a.nc"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "part1.nc (shard 1/3, samples 2..3) is incomplete (1 of 2 samples written)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "a.nc").exists()
+    assert main(["merge", str(tmp_path / "nothing.nc"), "-o", str(tmp_path / "a.nc")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_shard_and_merge(run_dir, tmp_path, monkeypatch):  # noqa: F811
+    common = ["generate", "--model", str(run_dir), "-n", "5", "--solver", "ode-heun", "--steps", "2",
+              "--seed", "3", "--device", "cpu", "--batch-size", "1", "--quiet"]
+    for task in ("0", "1"):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+        assert main([*common, "--shard", "auto", "-o", str(tmp_path / "part_{shard}.nc")]) == 0
+    assert main([*common, "-o", str(tmp_path / "one.nc")]) == 0
+    assert main(["merge", str(tmp_path / "part_1.nc"), str(tmp_path / "part_0.nc"), "-o", str(tmp_path / "all.nc"),
+                 "--quiet"]) == 0
+    with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_dataset(tmp_path / "all.nc") as b:
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
+        np.testing.assert_array_equal(a["sample"].values, b["sample"].values)
+
+
+@pytest.mark.slow  # two fresh interpreters import torch
+def test_torchrun_generate_writes_one_file_equal_to_one_job(run_dir, tmp_path):  # noqa: F811
+    import os
+    import subprocess
+    import sys
+
+    common = ["generate", "--model", str(run_dir), "-n", "5", "--solver", "ode-heun", "--steps", "2",
+              "--seed", "3", "--device", "cpu", "--batch-size", "1", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "sciscore", *common, "-o", str(tmp_path / "ranks.nc")],
+                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*common, "-o", str(tmp_path / "one.nc")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.nc", "ranks.nc"]  # the part files are gone
+    with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_dataset(tmp_path / "ranks.nc") as b:
+        assert b.attrs["sciscore_status"] == "complete"
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
