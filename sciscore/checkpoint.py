@@ -240,6 +240,9 @@ def read_checkpoint(run_dir) -> Checkpoint:
     """The validated `Checkpoint` record of a run directory (config.json, migrated to the current
     version), with one-line errors for a missing directory, a corrupt file or a bad field."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a checkpoint directory; give the run directory written by "
+                        "'sciscore train -o RUN_DIR'")
     if not run_dir.is_dir():
         raise UserError(f"checkpoint directory {run_dir} not found; train one with 'sciscore train -o {run_dir}'")
     path = run_dir / CONFIG

@@ -17,8 +17,19 @@ from sciscore.errors import EXIT_USAGE, UserError
 SUBCOMMANDS = ("simulate", "train", "generate", "diagnose", "study")
 
 
+class UsageError(UserError):
+    """A command line argparse rejects (unknown option, bad value, missing argument)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), as every other bad input."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sciscore",
         description="Score-based diffusion models of geoscience fields.",
         epilog="Run 'sciscore COMMAND --help' for the options of one command.",
@@ -32,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            where = f"sciscore {args.command}" if args.command else "sciscore"
+            raise UsageError(f"{where}: error: unrecognized arguments: {' '.join(unknown)} (see '{where} --help')")
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -134,7 +134,7 @@ def check_report_dir(out_dir, overwrite: bool = False) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a directory; give a directory for the report")
     if out_dir.is_dir() and any((out_dir / f).exists() for f in REPORT_FILES) and not overwrite:
-        raise UserError(f"{out_dir} already holds a report; pass --overwrite (overwrite=True) to replace it")
+        raise UserError(f"{out_dir} already holds a report; pass --overwrite to replace it")
     parent = out_dir if out_dir.is_dir() else out_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -1,0 +1,98 @@
+"""Interrupted training: SIGTERM (a batch job's time limit) and SIGINT save a checkpoint and exit
+130, and --resume then continues bit-exactly; a torn last line of metrics.jsonl is dropped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import make_fields
+from sciscore import checkpoint as ckpt
+from sciscore.cli import main
+
+CONFIG = """
+[network]
+channels = [8, 16]
+num_residual = 1
+embed_dim = 16
+bypass_width = 16
+padding = "circular"
+"""
+
+
+def _argv(tmp_path, run, steps):
+    return ["train", "--data", str(tmp_path / "data.nc"), "--variable", "temperature", "--variable", "vorticity",
+            "--config", str(tmp_path / "net.toml"), "--batch-size", "4", "--validation-fraction", "0",
+            "--steps", str(steps), "--log-every", "1", "--checkpoint-every", "100000", "--validation-every", "0",
+            "--monitor-every", "0", "--threads", "1", "--device", "cpu", "-q", "-o", str(run)]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    make_fields(n=16, ny=8, nx=8).to_netcdf(tmp_path / "data.nc")
+    (tmp_path / "net.toml").write_text(CONFIG)
+    return tmp_path
+
+
+def _weights(run, step):
+    return ckpt.read_weights(run, step, ema=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(inputs, signum):
+    run = inputs / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "sciscore", *_argv(inputs, run, 1_000_000)[0:]],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and metrics.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "checkpoint saved" in err and "--resume" in err
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+    stopped = ckpt.read_checkpoint(run).step
+    assert stopped >= 3
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps[-1] == stopped
+
+    assert main([*_argv(inputs, run, stopped + 3), "--resume"]) == 0
+    reference = inputs / "reference"
+    assert main(_argv(inputs, reference, stopped + 3)) == 0
+    resumed, uninterrupted = _weights(run, stopped + 3), _weights(reference, stopped + 3)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    losses = [[r["loss"] for r in map(json.loads, (path / "metrics.jsonl").read_text().splitlines())]
+              for path in (run, reference)]
+    assert losses[0] == losses[1]
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(inputs):
+    run = inputs / "run"
+    assert main(_argv(inputs, run, 3)) == 0
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 0.12')  # killed while writing
+    assert main([*_argv(inputs, run, 5), "--resume"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+
+
+def test_corrupt_earlier_metrics_line_is_one_line_error(inputs, capsys):
+    run = inputs / "run"
+    assert main(_argv(inputs, run, 3)) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[0] = lines[0][:10]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main([*_argv(inputs, run, 5), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 1 is corrupt" in err[0]
