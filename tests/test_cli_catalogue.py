@@ -27,6 +27,9 @@ def inputs(tmp_path_factory):
     make_fields(n=16, ny=8, nx=8).to_netcdf(root / "data.nc")
     make_fields(n=16, ny=8, nx=8, seed=1).to_netcdf(root / "other.nc")
     train({**TINY, "data": {**TINY["data"], "paths": [str(root / "data.nc")]}}, root / "run")
+    partial = make_fields(n=4, ny=8, nx=8, seed=2)  # as an interrupted 'sciscore generate' leaves it
+    partial.attrs.update(sciscore_status="incomplete", sciscore_samples_written=4, sciscore_samples_requested=10)
+    partial.to_netcdf(root / "partial.nc")
     (root / "junk.bin").write_bytes(bytes(range(256)) * 4)
     (root / "empty.nc").write_bytes(b"")
     (root / "notes.txt").write_text("not a model\n")
@@ -183,6 +186,8 @@ CASES = [
     case("diagnose", ["--samples", "{inputs}/junk.bin"], "junk.bin"),
     case("diagnose", ["--samples", "{inputs}/empty.nc"], "empty.nc"),
     case("diagnose", ["-o", "{inputs}/notes.txt"], "not a directory"),
+    case("diagnose", ["--samples", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples.*--resume"),
+    case("train", ["--data", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples"),
 ]
 
 # minimal valid arguments of each command; a case's own options come after them and win

@@ -43,6 +43,7 @@ def _weights(run, step):
     return ckpt.read_weights(run, step, ema=True)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_is_bit_exact(inputs):
     """A real SIGTERM to a running `sciscore train` (SIGINT takes the same handler, tested below)."""
     run = inputs / "run"

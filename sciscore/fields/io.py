@@ -96,6 +96,21 @@ def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
         )
 
 
+# Global attributes of a file written batch by batch (`sciscore generate`): "incomplete" until done.
+STATUS = "sciscore_status"
+WRITTEN = "sciscore_samples_written"
+REQUESTED = "sciscore_samples_requested"
+
+
+def check_complete(ds: xr.Dataset, where: str) -> None:
+    """Refuse a file that `sciscore generate` marked incomplete (it was interrupted): analysing or
+    training on part of a run without knowing it would mislead."""
+    if ds.attrs.get(STATUS) == "incomplete":
+        written, requested = ds.attrs.get(WRITTEN, "?"), ds.attrs.get(REQUESTED, "?")
+        raise UserError(f"{where} is incomplete: its generation was interrupted after {written} of {requested} "
+                        f"samples; finish it with 'sciscore generate --resume -o {where}' and the same options")
+
+
 def open_fields(
     paths,
     variables: Sequence[str] | str | None = None,
@@ -105,6 +120,7 @@ def open_fields(
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
     engine: str | None = None,
     check_finite_values: bool = False,
+    allow_incomplete: bool = False,
 ) -> xr.Dataset:
     """Open one file, a glob or a list of NetCDF files (or zarr stores) as a lazy `xr.Dataset`.
 
@@ -112,12 +128,15 @@ def open_fields(
     only metadata are read. Several files are concatenated along the sample dimension and must
     agree in variables and spatial shape. Every selected variable must be (sample, y, x) with the
     dimension names recognised by `field_dims` (or given). Set `check_finite_values=True` to also
-    scan the data for NaN/inf (chunk by chunk; see `check_finite`).
+    scan the data for NaN/inf (chunk by chunk; see `check_finite`). A file marked incomplete by an
+    interrupted `sciscore generate` raises `UserError` unless `allow_incomplete`.
     """
     files = _expand_paths(paths)
     parts = []
     for path in files:
         ds = _select(_open_one(path, engine), variables, str(path))
+        if not allow_incomplete:
+            check_complete(ds, str(path))
         dims = field_dims(ds, sample_dim, spatial_dims)
         _check_layout(ds, dims, str(path))
         parts.append((path, ds, dims))

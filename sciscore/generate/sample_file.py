@@ -19,11 +19,9 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.fields.io import cf_encoding, cf_global_attrs, check_writable, temporary_file
+from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED re-exported)
+    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file)
 
-STATUS = "sciscore_status"
-WRITTEN = "sciscore_samples_written"
-REQUESTED = "sciscore_samples_requested"
 REQUEST = "sciscore_request"
 
 
