@@ -123,3 +123,25 @@ def test_stop_request_saves_the_step_and_raises(inputs):
     with pytest.raises(KeyboardInterrupt):
         train(config, inputs / "run", stop=stop)
     assert ckpt.read_checkpoint(inputs / "run").step == 1
+
+
+def test_save_killed_halfway_resumes_from_the_previous_checkpoint(inputs):
+    """A SIGKILL between the renames of a save leaves weights of step 4 with config.json and the
+    training state of step 2: --resume puts back the previous checkpoint (kept as hard links in
+    .previous/) and repeats the uninterrupted run bit for bit; stray temporary files go."""
+    import shutil
+
+    run, reference = inputs / "run", inputs / "reference"
+    argv = lambda path, steps: [*_argv(inputs, path, steps)[:-3], "--checkpoint-every", "2", "-o", str(path)]
+    assert main(argv(run, 4)) == 0
+    assert ckpt.read_checkpoint(run / ".previous").step == 2
+    for name in (ckpt.CONFIG, ckpt.STATE):  # the state a kill after the EMA rename leaves
+        shutil.copy2(run / ".previous" / name, run / name)
+    (run / ".training_state.pt.tmp").write_bytes(b"torn")
+    with pytest.raises(Exception):
+        ckpt.read_weights(run, 2)
+    assert main([*argv(run, 6), "--resume"]) == 0
+    assert not list(run.glob(".*.tmp"))
+    assert main(argv(reference, 6)) == 0
+    resumed, uninterrupted = _weights(run, 6), _weights(reference, 6)
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)

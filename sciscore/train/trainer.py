@@ -200,6 +200,8 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
 def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dataset, rank: int,
            world_size: int, stop=None) -> TrainResult:
     if resume:
+        if ckpt.recover(run_dir):
+            log.warning("%s: the last checkpoint save was interrupted; resuming from the previous checkpoint", run_dir)
         saved = ckpt.read_checkpoint(run_dir)
         if config.data.variables:
             ckpt.check_compatible(saved, variables=config.data.variables)
