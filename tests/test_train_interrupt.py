@@ -145,3 +145,16 @@ def test_save_killed_halfway_resumes_from_the_previous_checkpoint(inputs):
     assert main(argv(reference, 6)) == 0
     resumed, uninterrupted = _weights(run, 6), _weights(reference, 6)
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_resume_from_another_directory_with_a_relative_data_path(inputs, monkeypatch):
+    monkeypatch.chdir(inputs)
+    argv = _argv(inputs, inputs / "run", 2)
+    argv[argv.index(str(inputs / "data.nc"))] = "data.nc"
+    assert main(argv) == 0
+    assert ckpt.read_checkpoint(inputs / "run").training_config["data"]["paths"] == [str(inputs / "data.nc")]
+    elsewhere = inputs / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "-o", str(inputs / "run"), "--resume", "--steps", "3", "-q", "--device", "cpu"]) == 0
+    assert ckpt.read_checkpoint(inputs / "run").step == 3

@@ -65,7 +65,8 @@ def summary_markdown(comparison: xr.Dataset, figures: dict[str, list[str]] | Non
         units = comparison[f"{name}_w1_spatial_means"].attrs.get("units", "")
         lines += ["", f"## {name}", "",
                   f"{n_ref} reference and {n_gen} generated samples; verdict: {verdict} "
-                  f"(score > {score.attrs['threshold']} and p < {score.attrs['alpha']}; score normalised by "
+                  f"(a color shift is flagged when score > {score.attrs['threshold']} and p < {score.attrs['alpha']}; "
+                  f"score normalised by "
                   f"the {score.attrs['color_shift_normalizer']}). Units: {units or 'those of the field'}.",
                   "", "| figure | value | good when |", "|---|---|---|"]
         for key, label, good in TABLE_ROWS:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -120,6 +121,8 @@ def _checkpoint_record(config: TrainConfig, network: ScoreNetwork, process, data
                        optimizer_steps: int) -> ckpt.Checkpoint:
     ds = data.dataset
     training = {k: v for k, v in config.to_dict().items() if k not in ("network", "process")}  # kept once, below
+    # absolute data paths, so that --resume works from any directory
+    training["data"]["paths"] = [os.path.abspath(os.path.expanduser(p)) for p in training["data"]["paths"]]
     return ckpt.Checkpoint(
         network=network.config, process=process, normalizer=data.normalizer, variables=list(data.variables),
         grid=ckpt.grid_of(ds), step=step, optimizer_steps=optimizer_steps,
