@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from sciscore import __version__
 from sciscore.errors import EXIT_USAGE, UserError
@@ -58,14 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except UserError as error:
-        print(f"sciscore {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"sciscore {args.command}: interrupted", file=sys.stderr)
-        return 130
+    # Warnings from the libraries (numpy on the way to a NaN check, torch's unpickler on a planted
+    # file) are held back: on bad input the one error line stands alone; otherwise they follow.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            status = int(args.func(args) or 0)
+        except UserError as error:
+            print(f"sciscore {args.command}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            status = 130
+            print(f"sciscore {args.command}: interrupted", file=sys.stderr)
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return status
 
 
 if __name__ == "__main__":

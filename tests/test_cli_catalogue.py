@@ -30,6 +30,14 @@ def inputs(tmp_path_factory):
     partial = make_fields(n=4, ny=8, nx=8, seed=2)  # as an interrupted 'sciscore generate' leaves it
     partial.attrs.update(sciscore_status="incomplete", sciscore_samples_written=4, sciscore_samples_requested=10)
     partial.to_netcdf(root / "partial.nc")
+    infinite = make_fields(n=16, ny=8, nx=8)
+    infinite["temperature"][0, 0, 0] = float("inf")
+    infinite.to_netcdf(root / "inf.nc")
+    import pickle
+    import shutil
+
+    shutil.copytree(root / "run", root / "planted")  # a pickle planted as the training state
+    (root / "planted" / "training_state.pt").write_bytes(pickle.dumps({"step": object}, protocol=4))
     (root / "junk.bin").write_bytes(bytes(range(256)) * 4)
     (root / "empty.nc").write_bytes(b"")
     (root / "notes.txt").write_text("not a model\n")
@@ -188,6 +196,9 @@ CASES = [
     case("diagnose", ["-o", "{inputs}/notes.txt"], "not a directory"),
     case("diagnose", ["--samples", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples.*--resume"),
     case("train", ["--data", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples"),
+    case("train", ["--data", "{inputs}/inf.nc"], "NaN or inf"),
+    case("diagnose", ["--reference", "{inputs}/inf.nc"], "non-finite"),
+    case("train", ["--resume", "-o", "{inputs}/planted"], "training_state.pt is corrupt"),
 ]
 
 # minimal valid arguments of each command; a case's own options come after them and win
