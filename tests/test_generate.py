@@ -167,3 +167,9 @@ def test_corrupt_checkpoint(run_dir, tmp_path, capsys):
     (broken / "config.json").write_text("{not json")
     assert _cli("generate", "--model", str(broken), "-o", str(tmp_path / "y.nc"), "--quiet") == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_model_repr_is_one_line_summary(model):
+    text = repr(model)
+    assert "\n" not in text and len(text) < 400
+    assert "temperature, vorticity on 8x8" in text and "ema weights" in text and model.checksum[:19] in text

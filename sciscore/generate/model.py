@@ -59,6 +59,12 @@ class GenerativeModel:
     weights: str                              # "ema" or "raw"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
+    def __repr__(self) -> str:  # a summary, not the network layers and coordinate arrays
+        channels, ny, nx = self.shape
+        return (f"GenerativeModel({', '.join(self.variables)} on {ny}x{nx} ({self.dims[0]}, {self.dims[1]}), "
+                f"{self.weights} weights, process {type(self.process).__name__}, from {self.path}, "
+                f"{self.checksum[:19]}, device {self.device})")
+
     @property
     def shape(self) -> tuple[int, int, int]:
         y, x = self.dims
