@@ -7,7 +7,10 @@
 
 Nothing is unpickled. Each file is written to a temporary name and renamed (atomic per file);
 config.json goes last and every file records the step, so a save interrupted halfway is
-detected on load.
+detected on load. Before a save replaces them, the files of the previous checkpoint are
+hard-linked into RUN_DIR/.previous/ (no copy, no extra space while they are current), so a
+process killed in the middle of a save leaves a complete earlier checkpoint that `recover`
+(called by `sciscore train --resume`) puts back.
 
 Versions of config.json (`format_version`):
     1  "format": "sciscore-checkpoint-1"; training_config repeats network and process
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,11 +214,73 @@ def _tensors(network: torch.nn.Module) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
 
 
+PREVIOUS = ".previous"  # RUN_DIR/.previous/: the last complete checkpoint before the current save
+
+
+def _saved_step(path: Path):
+    """The step recorded in one checkpoint file, or None when it is missing or unreadable."""
+    try:
+        if path.name == CONFIG:
+            return json.loads(path.read_text()).get("step")
+        if path.name == STATE:
+            return torch.load(path, map_location="cpu", weights_only=True).get("step")
+        with safe_open(str(path), "pt") as f:
+            step = (f.metadata() or {}).get("step")
+        return int(step) if step is not None else None
+    except Exception:  # any damage means: not a usable file
+        return None
+
+
+def _consistent(folder: Path) -> bool:
+    """Whether `folder` holds a complete checkpoint whose files all record the same step."""
+    names = [CONFIG, MODEL, EMA] + ([STATE] if (folder / STATE).exists() else [])
+    steps = {_saved_step(folder / name) for name in names}
+    return len(steps) == 1 and None not in steps
+
+
+def _keep_previous(run_dir: Path) -> None:
+    """Hard-link the current complete checkpoint into RUN_DIR/.previous/ (built aside, then renamed)."""
+    if not (run_dir / CONFIG).exists() or not _consistent(run_dir):
+        return  # nothing complete to keep; a .previous from before stays
+    staging = run_dir / f"{PREVIOUS}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name in (MODEL, EMA, STATE, CONFIG):
+        if (run_dir / name).exists():
+            try:
+                os.link(run_dir / name, staging / name)
+            except OSError:  # a file system without hard links
+                shutil.copy2(run_dir / name, staging / name)
+    shutil.rmtree(run_dir / PREVIOUS, ignore_errors=True)
+    os.replace(staging, run_dir / PREVIOUS)
+
+
+def recover(run_dir) -> bool:
+    """Put back the previous checkpoint when a save was interrupted (files of different steps or a
+    missing file) and RUN_DIR/.previous/ holds a complete one; remove stray temporary files.
+    Returns whether the previous checkpoint was restored."""
+    run_dir = Path(run_dir)
+    for stray in run_dir.glob(".*.tmp"):
+        if stray.is_file():
+            stray.unlink()
+    shutil.rmtree(run_dir / f"{PREVIOUS}.tmp", ignore_errors=True)
+    previous = run_dir / PREVIOUS
+    if _consistent(run_dir) or not (previous / CONFIG).exists() or not _consistent(previous):
+        return False
+    for name in (MODEL, EMA, STATE, CONFIG):  # config.json last, as in a save
+        if (previous / name).exists():
+            shutil.copy2(previous / name, run_dir / f".{name}.tmp")
+            os.replace(run_dir / f".{name}.tmp", run_dir / name)
+    return True
+
+
 def save_checkpoint(run_dir, network, ema_network, record: Checkpoint, training_state: dict | None = None) -> Path:
     """Write a checkpoint into `run_dir` (created if needed): weights, EMA weights, the optional
-    training state, then config.json; `record.step` is recorded in every file."""
+    training state, then config.json; `record.step` is recorded in every file. The checkpoint it
+    replaces is kept in RUN_DIR/.previous/ until the next save."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _keep_previous(run_dir)
     step = str(int(record.step))
     metadata = {"step": step, "format": FORMAT, "format_version": str(FORMAT_VERSION)}
     _replace_atomically(run_dir / MODEL, lambda p: save_file(_tensors(network), str(p), metadata=metadata))
@@ -240,6 +306,9 @@ def read_checkpoint(run_dir) -> Checkpoint:
     """The validated `Checkpoint` record of a run directory (config.json, migrated to the current
     version), with one-line errors for a missing directory, a corrupt file or a bad field."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a checkpoint directory; give the run directory written by "
+                        "'sciscore train -o RUN_DIR'")
     if not run_dir.is_dir():
         raise UserError(f"checkpoint directory {run_dir} not found; train one with 'sciscore train -o {run_dir}'")
     path = run_dir / CONFIG

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from sciscore import __version__
 from sciscore.errors import EXIT_USAGE, UserError
@@ -17,8 +18,19 @@ from sciscore.errors import EXIT_USAGE, UserError
 SUBCOMMANDS = ("simulate", "train", "generate", "merge", "diagnose", "study")
 
 
+class UsageError(UserError):
+    """A command line argparse rejects (unknown option, bad value, missing argument)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), as every other bad input."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sciscore",
         description="Score-based diffusion models of geoscience fields.",
         epilog="Run 'sciscore COMMAND --help' for the options of one command.",
@@ -32,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            where = f"sciscore {args.command}" if args.command else "sciscore"
+            raise UsageError(f"{where}: error: unrecognized arguments: {' '.join(unknown)} (see '{where} --help')")
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -40,14 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except UserError as error:
-        print(f"sciscore {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"sciscore {args.command}: interrupted", file=sys.stderr)
-        return 130
+    # Warnings from the libraries (numpy on the way to a NaN check, torch's unpickler on a planted
+    # file) are held back: on bad input the one error line stands alone; otherwise they follow.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            status = int(args.func(args) or 0)
+        except UserError as error:
+            print(f"sciscore {args.command}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            status = 130
+            print(f"sciscore {args.command}: interrupted", file=sys.stderr)
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return status
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def test_cli_writes_file(run_dir, tmp_path, capsys):
     ("bad model path", ["--model", "/no/such/run"], "not found"),
     ("unknown variable", ["--variable", "humidity"], "no variable 'humidity'; it has: temperature, vorticity"),
     ("unwritable output", ["-o", "/no/such/dir/out.nc"], "does not exist"),
-    ("nonsense count", ["-n", "0"], "-n must be a positive integer"),
+    ("nonsense count", ["-n", "0"], "-n/--samples: expected an integer >= 1, got 0"),
 ])
 def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, capsys, problem, args, message):
     argv = ["generate", "--model", str(run_dir), "--quiet", "-o", str(tmp_path / "x.nc")]
@@ -167,3 +167,9 @@ def test_corrupt_checkpoint(run_dir, tmp_path, capsys):
     (broken / "config.json").write_text("{not json")
     assert _cli("generate", "--model", str(broken), "-o", str(tmp_path / "y.nc"), "--quiet") == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_model_repr_is_one_line_summary(model):
+    text = repr(model)
+    assert "\n" not in text and len(text) < 400
+    assert "temperature, vorticity on 8x8" in text and "ema weights" in text and model.checksum[:19] in text

@@ -6,19 +6,11 @@ import argparse
 import logging
 
 from sciscore.commands._common import add_overwrite, add_quiet
-from sciscore.errors import UserError
+from sciscore.validation import SEED, integer, number
 
 log = logging.getLogger(__name__)
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+MAX_BINS = 100_000  # histograms of (variables x bins) float64 counts; more bins than pixels resolve nothing
 
 
 def _probability(text: str) -> float:
@@ -52,13 +44,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sample-dim", metavar="NAME", help="name of the sample dimension (default: recognised)")
     parser.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"),
                         help="names of the spatial dimensions (default: recognised)")
-    parser.add_argument("--bins", type=_positive_int, default=1000, metavar="N",
+    parser.add_argument("--bins", type=integer(1, MAX_BINS), default=1000, metavar="N",
                         help="pixel-value histogram bins; pixel W1 is within one bin width (default: %(default)s)")
-    parser.add_argument("--color-shift-threshold", type=float, default=0.3, metavar="SCORE",
+    parser.add_argument("--color-shift-threshold", type=number(0), default=0.3, metavar="SCORE",
                         help="flag a color shift when the score exceeds this and the p-value is below --alpha (default: %(default)s)")
     parser.add_argument("--alpha", type=_probability, default=0.01, metavar="P",
                         help="significance level of the permutation test of the spatial means (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the permutation test (default: %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, metavar="N", help="seed of the permutation test (default: %(default)s)")
     parser.add_argument("--scheduler", metavar="local|ADDRESS", default=None,
                         help="compute on dask.distributed: 'local' starts a LocalCluster on this machine, an "
                              "address (tcp://host:8786) joins a running cluster, e.g. a dask-jobqueue SLURMCluster; "
@@ -73,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from sciscore.diagnostics.report import diagnose
     from sciscore.diagnostics.scheduler import dask_scheduler
 
-    if args.color_shift_threshold < 0:
-        raise UserError(f"--color-shift-threshold must be >= 0, got {args.color_shift_threshold}")
     with dask_scheduler(args.scheduler) as client:
         if client is not None:
             log.info("computing on the dask cluster at %s (dashboard %s)", client.scheduler.address,

@@ -6,8 +6,11 @@ import argparse
 import logging
 import os
 
-from sciscore.commands._common import add_device, add_overwrite, add_quiet
+from sciscore.commands._common import DefaultsHelpFormatter, add_device, add_overwrite, add_quiet
+from sciscore.validation import POSITIVE, SEED, integer
 from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps  # the solver table (no torch)
+
+MAX_SAMPLES = 2**31 - 1  # netCDF dimension sizes and sample indices stay in 32-bit integers
 
 
 def register(subparsers):
@@ -18,27 +21,27 @@ def register(subparsers):
         description="Generate fields with a trained score model (default: the shipped 64x64 turbulence model) "
                     "and write them, in physical units, to CF NetCDF with provenance. Samples are written batch "
                     "by batch; an interrupted file is marked incomplete and --resume finishes it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--model", metavar="RUN_DIR", default=None,
                         help="run directory written by 'sciscore train' (default: the shipped default model)")
     parser.add_argument("--variable", action="append", metavar="NAME", dest="variables",
                         help="variable to write (repeatable; default: all of the model's variables)")
-    parser.add_argument("-n", "--samples", type=int, default=DEFAULT_SAMPLES, help="number of fields")
+    parser.add_argument("-n", "--samples", type=integer(1, MAX_SAMPLES), default=DEFAULT_SAMPLES, help="number of fields")
     parser.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="sampler")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=POSITIVE, default=None,
                         help=f"solver steps (default: the solver's on the grid; {DEFAULT_SOLVER} on "
                              f"{DEFAULT_GRID}: {default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})")
     parser.add_argument("--grid", choices=CONTINUOUS_GRIDS, default=DEFAULT_GRID,
                         help="time grid of the solver steps (karras: EDM's rho = 7)")
     parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
                         help="finish with one Tweedie denoising step (one more score evaluation)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (sample i depends only on seed and i)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="fields per batch")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (sample i depends only on seed and i)")
+    parser.add_argument("--batch-size", type=POSITIVE, default=DEFAULT_BATCH_SIZE, help="fields per batch")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                         help="use the exponential-moving-average weights")
     add_device(parser)
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                         help="torch CPU threads (default: torch's choice; 1 on a machine busy with other jobs)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE.nc",
                         help="output file (default: generated_<variables>_seed<S>.nc)")
@@ -61,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be a positive integer, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import time
 
 from sciscore.commands._common import add_device, add_overwrite, add_quiet
 from sciscore.errors import UserError
+from sciscore.validation import NON_NEGATIVE, POSITIVE, SEED, number
 
 log = logging.getLogger("sciscore.simulate")
 
@@ -25,10 +27,12 @@ def _model_param(text: str) -> tuple[str, float]:
     if not sep:
         raise argparse.ArgumentTypeError(f"--model-param {text!r}: expected NAME=VALUE, e.g. tau_c=0.1")
     try:
-        number = float(value)
+        value = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--model-param {text!r}: {value!r} is not a number") from None
-    return name.strip(), int(number) if name.strip() == "p" else number
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"--model-param {text!r}: the value must be finite")
+    return name.strip(), int(value) if name.strip() == "p" else value
 
 
 def register(subparsers):
@@ -40,22 +44,22 @@ def register(subparsers):
     add = parser.add_argument
     add("-o", "--output", required=True, help="NetCDF file to write (.nc)")
     add("--recipe", help="TOML recipe (datasets/turbulence2d-*.toml); command-line options override it")
-    add("--resolution", type=int, help="grid points per side N (even; default 64)")
-    add("--samples", type=int, help="number of snapshots to write (default 800)")
-    add("--seed", type=int, help="random seed of the forcing (default 0); same seed, same file contents")
-    add("--spinup", type=float, help="spin-up time discarded before sampling, model time units (default 200)")
-    add("--interval", type=float, help="time between two snapshots of one member (default 3)")
-    add("--members", type=int, help="independent ensemble members run side by side (default 32)")
-    add("--spinup-resolution", type=int, help="spin up on this coarser grid, then interpolate (default: none)")
-    add("--relax", type=float, help="time at full resolution after a coarse spin-up (default 10)")
-    add("--context-wavenumber", type=int, help="k_c of the saturation pattern sin(k_c x) sin(k_c y); "
+    add("--resolution", type=POSITIVE, help="grid points per side N (even; default 64)")
+    add("--samples", type=POSITIVE, help="number of snapshots to write (default 800)")
+    add("--seed", type=SEED, help="random seed of the forcing (default 0); same seed, same file contents")
+    add("--spinup", type=number(0), help="spin-up time discarded before sampling, model time units (default 200)")
+    add("--interval", type=number(0, low_open=True), help="time between two snapshots of one member (default 3)")
+    add("--members", type=POSITIVE, help="independent ensemble members run side by side (default 32)")
+    add("--spinup-resolution", type=POSITIVE, help="spin up on this coarser grid, then interpolate (default: none)")
+    add("--relax", type=number(0), help="time at full resolution after a coarse spin-up (default 10)")
+    add("--context-wavenumber", type=NON_NEGATIVE, help="k_c of the saturation pattern sin(k_c x) sin(k_c y); "
         "adds a `context` variable (default 0: none)")
     add("--stepper", choices=["ETDRK4", "IFRK4"], help="time stepper (default ETDRK4)")
     add("--dtype", choices=["float32", "float64"], help="floating point precision (default float32)")
-    add("--cfl", type=float, help="CFL number of the adaptive time step (default 0.5)")
+    add("--cfl", type=number(0, low_open=True), help="CFL number of the adaptive time step (default 0.5)")
     add("--model-param", action="append", type=_model_param, metavar="NAME=VALUE", dest="model",
         help="override a model parameter (nu, mu, epsilon, k_f, delta_f, gamma0, e, tau_c, ...); repeatable")
-    add("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
+    add("--threads", type=POSITIVE, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
     add_device(parser)
     parser.set_defaults(device=None)
     add_overwrite(parser)

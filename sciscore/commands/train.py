@@ -10,6 +10,7 @@ import json
 import logging
 
 from sciscore.commands._common import add_device, add_overwrite, add_quiet
+from sciscore.validation import NON_NEGATIVE, POSITIVE, SEED, number
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def register(subparsers):
                     help="conditioning variable (repeatable) [data] context_variables")
     io.add_argument("--sample-dim", metavar="NAME", help="name of the sample dimension [data] sample_dim")
     io.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"), help="names of the spatial dims [data] spatial_dims")
-    io.add_argument("--validation-fraction", type=float, metavar="F", help="held-out fraction (default 0.1) [data] validation_fraction")
+    io.add_argument("--validation-fraction", type=number(0, 1, high_open=True), metavar="F", help="held-out fraction (default 0.1) [data] validation_fraction")
     io.add_argument("--normalization", choices=("standard", "minmax", "mean-spatial"), help="[data] normalization (default standard)")
     io.add_argument("--augment", type=_augment, metavar="LIST",
                     help="comma list of shifts,flips,x-flips,y-flips,rotations (or none); flips reflect both "
@@ -86,8 +87,8 @@ def register(subparsers):
     add_overwrite(io)
     net = parser.add_argument_group("network")
     net.add_argument("--channels", type=_widths, metavar="LIST", help="U-Net widths (default 32,64,128,256) [network] channels")
-    net.add_argument("--num-residual", type=int, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
-    net.add_argument("--dropout", type=float, metavar="P", help="dropout (default 0) [network] dropout")
+    net.add_argument("--num-residual", type=NON_NEGATIVE, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
+    net.add_argument("--dropout", type=number(0, 1, high_open=True), metavar="P", help="dropout (default 0) [network] dropout")
     net.add_argument("--padding", choices=("zero", "circular"), help="[network] padding (default zero)")
     net.add_argument("--mean-bypass", choices=("none", "independent", "coupled"),
                      help="mean bypass mode (default coupled) [network] mean_bypass")
@@ -96,39 +97,39 @@ def register(subparsers):
     net.add_argument("--preconditioning", choices=("c_in", "edm", "none"), help="[network] preconditioning (default c_in)")
     proc = parser.add_argument_group("forward process and loss")
     proc.add_argument("--process", choices=("ve", "vp", "subvp", "edm"), help="[process] name (default ve)")
-    proc.add_argument("--sigma-min", type=float, metavar="S", help="[process] sigma_min (VE default 0.01)")
+    proc.add_argument("--sigma-min", type=number(0, low_open=True), metavar="S", help="[process] sigma_min (VE default 0.01)")
     proc.add_argument("--sigma-max", metavar="S|auto",
                       help="[process] sigma_max; auto = largest distance between training samples (VE default)")
     proc.add_argument("--loss", choices=("dsm", "edm", "v"), help="[loss] kind (default dsm)")
-    proc.add_argument("--mean-weight", type=float, metavar="W", help="[loss] mean_weight (default 1)")
-    proc.add_argument("--fluctuation-weight", type=float, metavar="W", help="[loss] fluctuation_weight (default 1)")
-    proc.add_argument("--isotropy-weight", type=float, metavar="L", help="[loss] isotropy_weight (default 0)")
-    proc.add_argument("--context-dropout", type=float, metavar="P", help="[loss] context_dropout (default 0)")
+    proc.add_argument("--mean-weight", type=number(0), metavar="W", help="[loss] mean_weight (default 1)")
+    proc.add_argument("--fluctuation-weight", type=number(0), metavar="W", help="[loss] fluctuation_weight (default 1)")
+    proc.add_argument("--isotropy-weight", type=number(0), metavar="L", help="[loss] isotropy_weight (default 0)")
+    proc.add_argument("--context-dropout", type=number(0, 1, high_open=True), metavar="P", help="[loss] context_dropout (default 0)")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 300) [training] steps")
-    opt.add_argument("--epochs", type=int, metavar="N", help="passes over the data (overrides --steps) [training] epochs")
-    opt.add_argument("--batch-size", type=int, metavar="B", help="[training] batch_size (default 16)")
-    opt.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default 2e-4) [optimizer] learning_rate")
-    opt.add_argument("--warmup-steps", type=int, metavar="N", help="[optimizer] warmup_steps (default 100)")
-    opt.add_argument("--grad-clip", type=float, metavar="G", help="global gradient-norm clip, 0 = off (default 1) [optimizer] grad_clip")
-    opt.add_argument("--ema-decay", type=float, metavar="D", help="[optimizer] ema_decay (default 0.999)")
-    opt.add_argument("--decay-start", type=int, metavar="N",
+    opt.add_argument("--steps", type=POSITIVE, metavar="N", help="optimizer steps (default 300) [training] steps")
+    opt.add_argument("--epochs", type=POSITIVE, metavar="N", help="passes over the data (overrides --steps) [training] epochs")
+    opt.add_argument("--batch-size", type=POSITIVE, metavar="B", help="[training] batch_size (default 16)")
+    opt.add_argument("--lr", type=number(0, low_open=True), metavar="LR", help="Adam learning rate (default 2e-4) [optimizer] learning_rate")
+    opt.add_argument("--warmup-steps", type=NON_NEGATIVE, metavar="N", help="[optimizer] warmup_steps (default 100)")
+    opt.add_argument("--grad-clip", type=number(0), metavar="G", help="global gradient-norm clip, 0 = off (default 1) [optimizer] grad_clip")
+    opt.add_argument("--ema-decay", type=number(0, 1), metavar="D", help="[optimizer] ema_decay (default 0.999)")
+    opt.add_argument("--decay-start", type=NON_NEGATIVE, metavar="N",
                      help="learning rate / sqrt(step / N) after N optimizer steps; 0 = constant (default 0) "
                           "[optimizer] decay_start")
-    opt.add_argument("--seed", type=int, metavar="N", help="[training] seed (default 0)")
-    opt.add_argument("--log-every", type=int, metavar="N", help="[training] log_every (default 10)")
-    opt.add_argument("--checkpoint-every", type=int, metavar="N", help="[training] checkpoint_every (default 100)")
-    opt.add_argument("--validation-every", type=int, metavar="N", help="[training] validation_every (default 100)")
+    opt.add_argument("--seed", type=SEED, metavar="N", help="[training] seed (default 0)")
+    opt.add_argument("--log-every", type=POSITIVE, metavar="N", help="[training] log_every (default 10)")
+    opt.add_argument("--checkpoint-every", type=POSITIVE, metavar="N", help="[training] checkpoint_every (default 100)")
+    opt.add_argument("--validation-every", type=NON_NEGATIVE, metavar="N", help="[training] validation_every (default 100)")
     opt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast (CUDA, or a CPU with bf16 instructions) [training] bf16")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the network [training] compile")
     opt.add_argument("--channels-last", action="store_true", default=None, help="[training] channels_last")
-    opt.add_argument("--threads", type=int, metavar="N", help="CPU threads [training] threads")
+    opt.add_argument("--threads", type=POSITIVE, metavar="N", help="CPU threads [training] threads")
     mon = parser.add_argument_group("quality monitor (samples with the EMA weights, judged against the validation split)")
-    mon.add_argument("--monitor-every", type=int, metavar="K",
+    mon.add_argument("--monitor-every", type=NON_NEGATIVE, metavar="K",
                      help="judge the EMA model every K steps, 0 = off (default: 500 for runs of 2000+ steps) "
                           "[training] monitor_every")
-    mon.add_argument("--monitor-samples", type=int, metavar="N", help="fields per judgement (default 32) [training] monitor_samples")
-    mon.add_argument("--monitor-steps", type=int, metavar="N", help="ode-heun steps (default 18, as generate) [training] monitor_steps")
+    mon.add_argument("--monitor-samples", type=POSITIVE, metavar="N", help="fields per judgement (default 32) [training] monitor_samples")
+    mon.add_argument("--monitor-steps", type=POSITIVE, metavar="N", help="ode-heun steps (default 18, as generate) [training] monitor_steps")
     opt.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     add_device(parser)
     parser.set_defaults(device=None)
@@ -189,9 +190,12 @@ def run(args: argparse.Namespace) -> int:
         rank, world_size = group.rank, group.world_size
         if not group.main:
             logging.getLogger("sciscore").setLevel(logging.WARNING)
+    from sciscore.train.stopping import stop_on_signals
+
     try:
-        result = train(config, args.output, resume=args.resume, overwrite=args.overwrite, rank=rank,
-                       world_size=world_size)
+        with stop_on_signals() as stop:  # SIGINT/SIGTERM: finish the step, save a checkpoint, exit 130
+            result = train(config, args.output, resume=args.resume, overwrite=args.overwrite, stop=stop,
+                           rank=rank, world_size=world_size)
     finally:
         if world_size > 1:
             import torch.distributed

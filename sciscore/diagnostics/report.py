@@ -65,7 +65,8 @@ def summary_markdown(comparison: xr.Dataset, figures: dict[str, list[str]] | Non
         units = comparison[f"{name}_w1_spatial_means"].attrs.get("units", "")
         lines += ["", f"## {name}", "",
                   f"{n_ref} reference and {n_gen} generated samples; verdict: {verdict} "
-                  f"(score > {score.attrs['threshold']} and p < {score.attrs['alpha']}; score normalised by "
+                  f"(a color shift is flagged when score > {score.attrs['threshold']} and p < {score.attrs['alpha']}; "
+                  f"score normalised by "
                   f"the {score.attrs['color_shift_normalizer']}). Units: {units or 'those of the field'}.",
                   "", "| figure | value | good when |", "|---|---|---|"]
         for key, label, good in TABLE_ROWS:
@@ -134,7 +135,7 @@ def check_report_dir(out_dir, overwrite: bool = False) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a directory; give a directory for the report")
     if out_dir.is_dir() and any((out_dir / f).exists() for f in REPORT_FILES) and not overwrite:
-        raise UserError(f"{out_dir} already holds a report; pass --overwrite (overwrite=True) to replace it")
+        raise UserError(f"{out_dir} already holds a report; pass --overwrite to replace it")
     parent = out_dir if out_dir.is_dir() else out_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -96,6 +96,21 @@ def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
         )
 
 
+# Global attributes of a file written batch by batch (`sciscore generate`): "incomplete" until done.
+STATUS = "sciscore_status"
+WRITTEN = "sciscore_samples_written"
+REQUESTED = "sciscore_samples_requested"
+
+
+def check_complete(ds: xr.Dataset, where: str) -> None:
+    """Refuse a file that `sciscore generate` marked incomplete (it was interrupted): analysing or
+    training on part of a run without knowing it would mislead."""
+    if ds.attrs.get(STATUS) == "incomplete":
+        written, requested = ds.attrs.get(WRITTEN, "?"), ds.attrs.get(REQUESTED, "?")
+        raise UserError(f"{where} is incomplete: its generation was interrupted after {written} of {requested} "
+                        f"samples; finish it with 'sciscore generate --resume -o {where}' and the same options")
+
+
 def open_fields(
     paths,
     variables: Sequence[str] | str | None = None,
@@ -105,6 +120,7 @@ def open_fields(
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
     engine: str | None = None,
     check_finite_values: bool = False,
+    allow_incomplete: bool = False,
 ) -> xr.Dataset:
     """Open one file, a glob or a list of NetCDF files (or zarr stores) as a lazy `xr.Dataset`.
 
@@ -112,12 +128,15 @@ def open_fields(
     only metadata are read. Several files are concatenated along the sample dimension and must
     agree in variables and spatial shape. Every selected variable must be (sample, y, x) with the
     dimension names recognised by `field_dims` (or given). Set `check_finite_values=True` to also
-    scan the data for NaN/inf (chunk by chunk; see `check_finite`).
+    scan the data for NaN/inf (chunk by chunk; see `check_finite`). A file marked incomplete by an
+    interrupted `sciscore generate` raises `UserError` unless `allow_incomplete`.
     """
     files = _expand_paths(paths)
     parts = []
     for path in files:
         ds = _select(_open_one(path, engine), variables, str(path))
+        if not allow_incomplete:
+            check_complete(ds, str(path))
         dims = field_dims(ds, sample_dim, spatial_dims)
         _check_layout(ds, dims, str(path))
         parts.append((path, ds, dims))
@@ -182,15 +201,60 @@ def _history_line() -> str:
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Check that `path` can be written (parent exists and is writable; no silent overwrite)."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     if path.is_dir():
         raise UserError(f"{path} is a directory; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: the directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise UserError(f"cannot write {path}: the directory {parent} is not writable; choose another output path")
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable way is to set it and put it back
+    os.umask(mask)
+    return mask
+
+
+def temporary_file(path: Path) -> str:
+    """A new empty file next to `path` (hidden, ``.part``) to be renamed onto `path` when complete,
+    with the permissions of an ordinary new file (0666 less the umask, e.g. 0644), not mkstemp's 0600,
+    so that the group can read the result on a shared cluster."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror}; choose another output path") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Check that the directory `path` exists and is writable, or can be created (its nearest
+    existing ancestor is a writable directory)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file; give a directory for the output")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot create {path}: {ancestor} is a file, not a directory; choose another output path")
+    if not os.access(ancestor, os.W_OK):
+        raise UserError(f"cannot write {path}: {ancestor} is not writable; choose another output path")
     return path
 
 
@@ -248,8 +312,7 @@ def write_fields(
     for name in out.data_vars:
         out[name].attrs.setdefault("long_name", str(name).replace("_", " "))
         out[name].attrs.setdefault("units", "1")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_file(path)
     try:
         # synchronous: with dask's thread pool, tasks still running after one fails can reopen the
         # file by name (xarray's file manager) and re-create it after the clean-up below

@@ -31,6 +31,7 @@ from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.generate.shards import SHARD, TOTAL, Shard
 from sciscore.sde.solvers import default_steps
+from sciscore.validation import check_types
 
 NFE = "sciscore_nfe_per_sample"
 
@@ -58,6 +59,12 @@ class GenerativeModel:
     checksum: str
     weights: str                              # "ema" or "raw"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __repr__(self) -> str:  # a summary, not the network layers and coordinate arrays
+        channels, ny, nx = self.shape
+        return (f"GenerativeModel({', '.join(self.variables)} on {ny}x{nx} ({self.dims[0]}, {self.dims[1]}), "
+                f"{self.weights} weights, process {type(self.process).__name__}, from {self.path}, "
+                f"{self.checksum[:19]}, device {self.device})")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -152,13 +159,16 @@ class SamplerOptions:
     def __post_init__(self):
         if self.steps is None:
             object.__setattr__(self, "steps", default_steps(self.solver, self.grid))
+        check_types(self, "sampler")
         if self.steps < 1:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
 
 
 def _check_counts(n: int, batch_size: int) -> None:
     for name, value in (("-n", n), ("--batch-size", batch_size)):
-        if value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value}")
 
 

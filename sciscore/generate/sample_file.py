@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +23,9 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.fields.io import cf_encoding, cf_global_attrs, check_writable
+from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED re-exported)
+    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file)
 
-STATUS = "sciscore_status"
-WRITTEN = "sciscore_samples_written"
-REQUESTED = "sciscore_samples_requested"
 REQUEST = "sciscore_request"
 FIRST = "sciscore_first_sample"
 
@@ -72,8 +69,7 @@ def create_sample_file(
     for name in ds.data_vars:
         encoding[name]["chunksizes"] = (max(1, chunk_samples), *ds[name].shape[1:])
     # The empty file is made under a temporary name, so the target never holds a half-made header.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_file(path)
     try:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", unlimited_dims=["sample"], encoding=encoding)
         os.replace(tmp, path)

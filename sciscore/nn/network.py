@@ -37,6 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from sciscore.errors import UserError
+from sciscore.validation import check_types
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
@@ -69,7 +70,10 @@ class NetworkConfig:
     seed: int = 0                              # seed of the Fourier frequencies
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
+        check_types(self, "network")
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.channels):
+            raise UserError(f"network.channels must be a list of integers like [32, 64, 128, 256], got {self.channels!r}")
+        self.channels = tuple(self.channels)
         checks = [
             (self.in_channels >= 1, f"in_channels must be >= 1, got {self.in_channels}"),
             (self.context_channels >= 0, f"context_channels must be >= 0, got {self.context_channels}"),

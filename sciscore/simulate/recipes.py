@@ -25,6 +25,7 @@ import torch
 import xarray as xr
 
 from sciscore.errors import UserError
+from sciscore.validation import check_types
 from sciscore.simulate.equation import context_pattern
 from sciscore.simulate.grid import DTYPES, Grid
 from sciscore.simulate.params import Params
@@ -59,6 +60,10 @@ class Recipe:
     name: str = ""
 
     def __post_init__(self):
+        check_types(self, "recipe")
+        for key, value in self.model.items():
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise UserError(f"recipe model.{key} must be a finite number, got {value!r}")
         checks = [
             (self.resolution >= 8 and self.resolution % 2 == 0, f"resolution={self.resolution} must be an even integer >= 8"),
             (self.samples >= 1, f"samples={self.samples} must be >= 1"),
@@ -70,6 +75,9 @@ class Recipe:
             (self.spinup_resolution is None or 8 <= self.spinup_resolution <= self.resolution,
              f"spinup_resolution={self.spinup_resolution} must be between 8 and resolution={self.resolution}"),
             (self.context_wavenumber >= 0, f"context_wavenumber={self.context_wavenumber} must be >= 0"),
+            (self.cfl > 0, f"cfl={self.cfl} must be > 0"),
+            (0 <= self.seed < 2**63, f"seed={self.seed} must be in [0, 2**63)"),
+            (self.threads is None or self.threads >= 1, f"threads={self.threads} must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -105,12 +113,20 @@ class Recipe:
 def load_recipe(path: str | Path) -> dict:
     """Read a recipe TOML into a dict of options (the `[simulate]` table, or the top level) and `model`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"recipe {path} is a directory; give the path of a .toml recipe (see datasets/)")
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist; give the path of a .toml recipe (see datasets/)")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"recipe {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise UserError(f"recipe {path} cannot be read: {error.strerror}") from None
+    for table in ("simulate", "model"):
+        if table in data and not isinstance(data[table], dict):
+            raise UserError(f"recipe {path}: '{table}' must be a table ([{table}] with keys below it), "
+                            f"got {data[table]!r}")
     options = dict(data.get("simulate", {k: v for k, v in data.items() if not isinstance(v, dict)}))
     options["model"] = dict(data.get("model", {}))
     options.setdefault("name", path.stem)

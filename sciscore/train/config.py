@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sciscore.errors import UserError
+from sciscore.fields.normalize import METHODS as NORMALIZATIONS
 from sciscore.nn.network import NetworkConfig
 from sciscore.train.losses import LossConfig
+from sciscore.validation import check_names, check_types, require
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +37,21 @@ class DataConfig:
     rotations: bool = False                           # 90-degree rotations (square grids)
     positive_stretch: dict = field(default_factory=dict)  # {variable: A}: x + (A - 1) max(x, 0) before normalizing
 
+    def __post_init__(self):
+        check_types(self, "data")
+        for name in ("paths", "variables", "context_variables"):
+            check_names(getattr(self, name), f"data.{name}")
+        if self.spatial_dims is not None:
+            check_names(self.spatial_dims, "data.spatial_dims")
+        require([
+            (0 <= self.validation_fraction < 1, f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
+            (self.normalization in NORMALIZATIONS,
+             f"normalization must be one of {list(NORMALIZATIONS)}, got {self.normalization!r}"),
+            (self.flips in (True, False, "x", "y"), f"flips must be true, false, 'x' or 'y', got {self.flips!r}"),
+            (self.spatial_dims is None or len(self.spatial_dims) == 2,
+             f"spatial_dims must name two dimensions [y, x], got {self.spatial_dims!r}"),
+        ], "config [data]")
+
 
 @dataclass
 class OptimizerConfig:
@@ -49,8 +66,16 @@ class OptimizerConfig:
     decay_start: int = 0          # inverse-square-root decay after this many optimizer steps (0: constant)
 
     def __post_init__(self):
-        if not isinstance(self.decay_start, int) or isinstance(self.decay_start, bool) or self.decay_start < 0:
-            raise UserError(f"optimizer.decay_start must be an integer >= 0, got {self.decay_start!r}")
+        check_types(self, "optimizer")
+        require([
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}"),
+            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (self.grad_clip >= 0, f"grad_clip must be >= 0 (0: off), got {self.grad_clip}"),
+            (0 <= self.ema_decay <= 1, f"ema_decay must be in [0, 1], got {self.ema_decay}"),
+            (self.decay_start >= 0, f"decay_start must be >= 0 (0: constant), got {self.decay_start}"),
+        ], "config [optimizer]")
 
 
 @dataclass
@@ -75,13 +100,19 @@ class TrainingConfig:
     monitor_steps: int = 18       # ode-heun steps of the monitor's sampler (generate's default)
 
     def __post_init__(self):
-        for name in ("monitor_samples", "monitor_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")
-        every = self.monitor_every
-        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 0):
-            raise UserError(f"training.monitor_every must be an integer >= 0, got {every!r}")
+        check_types(self, "training")
+        positive = ("batch_size", "log_every", "checkpoint_every", "validation_batches", "max_nonfinite",
+                    "monitor_samples", "monitor_steps")
+        require([(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}") for name in positive] + [
+            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.steps is not None or self.epochs is not None, "set steps or epochs"),
+            (self.validation_every >= 0, f"validation_every must be >= 0 (0: off), got {self.validation_every}"),
+            (self.monitor_every is None or self.monitor_every >= 0,
+             f"monitor_every must be >= 0 (0: off), got {self.monitor_every}"),
+            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (0 <= self.seed < 2**63, f"seed must be in [0, 2**63), got {self.seed}"),
+        ], "config [training]")
 
 
 @dataclass
@@ -112,7 +143,7 @@ def _unknown(keys, known, where: str) -> str:
 
 def _section(cls, values: dict, name: str):
     if not isinstance(values, dict):
-        raise UserError(f"config section [{name}] must be a table, got {values!r}")
+        raise UserError(f"config section [{name}] must be a table ([{name}] with keys below it), got {values!r}")
     known = [f.name for f in fields(cls)]
     unknown = [k for k in values if k not in known]
     if unknown:
@@ -136,6 +167,8 @@ def config_from_dict(data: dict, allow_derived: bool = False) -> TrainConfig:
     made = {name: _section(cls, network if name == "network" else data.get(name, {}), name)
             for name, cls in SECTIONS.items()}
     process = {"name": "ve", "sigma_min": 0.01, "sigma_max": "auto"}
+    if not isinstance(data.get("process", {}), dict):
+        raise UserError(f"config section [process] must be a table ([process] with keys below it), got {data['process']!r}")
     user_process = dict(data.get("process", {}))
     if "name" in user_process and user_process["name"] != "ve":
         process = {}
@@ -146,13 +179,16 @@ def config_from_dict(data: dict, allow_derived: bool = False) -> TrainConfig:
 def read_toml(path) -> dict:
     """The nested dict of a TOML config file, with a clear error for a missing or bad file."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a directory; give the path of a .toml file")
     if not path.is_file():
         raise UserError(f"config file {path} not found")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as error:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise UserError(f"config file {path} cannot be read: {error.strerror}") from None
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -161,6 +197,9 @@ def merge(base: dict, overrides: dict) -> dict:
     for section, values in overrides.items():
         if isinstance(values, dict):
             out.setdefault(section, {})
+            if not isinstance(out[section], dict):
+                raise UserError(f"config section [{section}] must be a table ([{section}] with keys below it), "
+                                f"got {out[section]!r}")
             out[section].update(values)
         else:
             out[section] = values

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from sciscore.errors import UserError
+from sciscore.validation import check_types
 
 LOSS_KINDS = ("dsm", "edm", "v")
 
@@ -49,12 +50,15 @@ class LossConfig:
     sigma_bins: int = 8               # bins of log sigma for the per-noise-level loss log
 
     def __post_init__(self):
+        check_types(self, "loss")
         if self.kind not in LOSS_KINDS:
             raise UserError(f"loss kind must be one of {list(LOSS_KINDS)}, got {self.kind!r}")
         if self.mean_weight < 0 or self.fluctuation_weight < 0 or self.isotropy_weight < 0:
             raise UserError("loss weights must be >= 0")
         if not 0 <= self.context_dropout < 1:
             raise UserError(f"context_dropout must be in [0, 1), got {self.context_dropout}")
+        if self.p_std <= 0:
+            raise UserError(f"loss.p_std must be > 0, got {self.p_std}")
         if self.sigma_bins < 1:
             raise UserError(f"sigma_bins must be >= 1, got {self.sigma_bins}")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from sciscore import checkpoint as ckpt
 from sciscore.devices import resolve_device
 from sciscore.errors import UserError
+from sciscore.fields.io import check_writable_dir
 from sciscore.nn.network import ScoreNetwork
 from sciscore.sde.processes import estimate_sigma_max, process_from_dict
 from sciscore.train.config import TrainConfig, config_from_dict
@@ -131,6 +133,8 @@ def _checkpoint_record(config: TrainConfig, network: ScoreNetwork, process, data
                        optimizer_steps: int) -> ckpt.Checkpoint:
     ds = data.dataset
     training = {k: v for k, v in config.to_dict().items() if k not in ("network", "process")}  # kept once, below
+    # absolute data paths, so that --resume works from any directory
+    training["data"]["paths"] = [os.path.abspath(os.path.expanduser(p)) for p in training["data"]["paths"]]
     return ckpt.Checkpoint(
         network=network.config, process=process, normalizer=data.normalizer, variables=list(data.variables),
         grid=ckpt.grid_of(ds), step=step, optimizer_steps=optimizer_steps,
@@ -141,10 +145,23 @@ def _checkpoint_record(config: TrainConfig, network: ScoreNetwork, process, data
         training_config=training)
 
 
-def _saved_train_config(saved: ckpt.Checkpoint) -> TrainConfig:
+def _saved_train_config(saved: ckpt.Checkpoint, run_dir: Path) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with (network and process as trained)."""
-    return config_from_dict({**saved.training_config, "network": saved.network.to_dict(),
-                             "process": saved.process.to_dict()}, allow_derived=True)
+    if not saved.training_config:
+        raise UserError(f"{run_dir / ckpt.CONFIG} has no training_config, so the run cannot be resumed "
+                        "(it was not written by 'sciscore train'); start a new run instead")
+    try:
+        return config_from_dict({**saved.training_config, "network": saved.network.to_dict(),
+                                 "process": saved.process.to_dict()}, allow_derived=True)
+    except UserError as error:
+        raise UserError(f"{run_dir / ckpt.CONFIG}: training_config is invalid ({error}); restore the checkpoint") from None
+
+
+def _same_paths(given: list, saved: list) -> bool:
+    def resolved(paths):
+        return [str(Path(p).expanduser().resolve()) for p in paths]
+
+    return list(given) == list(saved) or resolved(given) == resolved(saved)
 
 
 def _total_steps(config: TrainConfig, n: int) -> int:
@@ -157,41 +174,64 @@ def _total_steps(config: TrainConfig, n: int) -> int:
 
 
 def _read_metrics(path: Path, up_to_step: int) -> list:
+    """The records of metrics.jsonl up to the checkpoint's step; a torn last line (the process was
+    killed while writing it) is dropped, a corrupt earlier line is an error."""
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("step", 0) <= up_to_step]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                log.warning("%s: dropped its torn last line (an interrupted write)", path)
+                break
+            raise UserError(f"{path} line {number} is corrupt; delete the line (or the file) and resume again") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path} line {number} is not a metrics record; delete the line and resume again")
+        records.append(record)
+    return [r for r in records if isinstance(r.get("step", 0), int) and r.get("step", 0) <= up_to_step]
 
 
 def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrite: bool = False,
-          dataset=None, rank: int = 0, world_size: int = 1) -> TrainResult:
+          dataset=None, rank: int = 0, world_size: int = 1, stop=None) -> TrainResult:
     """Train a score network as `config` says and write checkpoints to `run_dir`.
 
     `dataset`: an xarray Dataset to train on instead of `config.data.paths`. With `resume`, the
     run continues from the checkpoint in `run_dir` (its saved config wins except for the step
     count, device, threads and quiet). torch's default random generator is forked for the
-    run (see the module docstring): the caller's random state is unchanged afterwards."""
+    run (see the module docstring): the caller's random state is unchanged afterwards. `stop`: a
+    `sciscore.train.stopping.StopRequest`; once it is set, training saves a checkpoint after the
+    current step and raises KeyboardInterrupt."""
     if isinstance(config, dict):
         config = config_from_dict(config)
     device = resolve_device(config.training.device)
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        return _train(config, Path(run_dir), resume, overwrite, dataset, rank, world_size)
+        return _train(config, Path(run_dir), resume, overwrite, dataset, rank, world_size, stop=stop)
 
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, dataset, rank: int,
-           world_size: int) -> TrainResult:
+           world_size: int, stop=None) -> TrainResult:
     if resume:
+        if ckpt.recover(run_dir):
+            log.warning("%s: the last checkpoint save was interrupted; resuming from the previous checkpoint", run_dir)
         saved = ckpt.read_checkpoint(run_dir)
         if config.data.variables:
             ckpt.check_compatible(saved, variables=config.data.variables)
-        saved_config = _saved_train_config(saved)
+        saved_config = _saved_train_config(saved, run_dir)
+        if config.data.paths and dataset is None and not _same_paths(config.data.paths, saved_config.data.paths):
+            raise UserError(f"--resume continues on the data the run was trained on ({', '.join(saved_config.data.paths)}), "
+                            f"not on {', '.join(config.data.paths)}; drop --data, or start a new run with -o")
         saved_config.training = replace(saved_config.training, steps=config.training.steps, epochs=config.training.epochs,
                                         device=config.training.device, quiet=config.training.quiet,
                                         threads=config.training.threads)
         config = saved_config
     elif (run_dir / ckpt.CONFIG).exists() and not overwrite:
         raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
+    if rank == 0:
+        check_writable_dir(run_dir)  # fail before loading data and building the network
     t_cfg, o_cfg = config.training, config.optimizer
     if t_cfg.batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {t_cfg.batch_size}")
@@ -234,7 +274,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
     forward = torch.compile(network) if t_cfg.compile else network
     total = _total_steps(config, n)
     if main_rank:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create the run directory {run_dir}: {error.strerror}; choose another -o") from None
         history = _read_metrics(run_dir / METRICS, start) if resume else []
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
     every = monitor_interval(t_cfg.monitor_every, total)
@@ -346,6 +389,14 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             clock = time.perf_counter()
         if done % t_cfg.checkpoint_every == 0 or done == total:
             save(done)
+        elif stop is not None and stop.requested:
+            save(done)
+        if stop is not None and stop.requested and done < total:
+            progress.close()
+            if main_rank:
+                log.warning("stopped at step %d of %d; checkpoint saved in %s: continue with --resume",
+                            done, total, run_dir)
+            raise KeyboardInterrupt
     progress.close()
     if start >= total and main_rank:
         log.info("nothing to do: the checkpoint in %s is already at step %d", run_dir, start)
