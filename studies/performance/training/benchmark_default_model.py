@@ -21,10 +21,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import xarray as xr
 
+from benchmark_training import fields  # the same synthetic two-channel fields (this script's folder)
 from sciscore.train import config_from_dict, read_toml, train
 
 CONFIG = Path(__file__).resolve().parents[2] / "default-model" / "edm.toml"
@@ -35,15 +35,6 @@ VARIANTS = {
     "bf16 autocast, 1 thread": {"threads": 1, "bf16": True},
     "torch.compile, 1 thread": {"threads": 1, "compile": True},
 }
-
-
-def fields(n: int, size: int = 64, seed: int = 0) -> xr.Dataset:
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal((n, size, size)).astype("float32") + rng.standard_normal((n, 1, 1)).astype("float32")
-    w = rng.standard_normal((n, size, size)).astype("float32")
-    w -= w.mean(axis=(1, 2), keepdims=True)
-    return xr.Dataset({"supersaturation": (("sample", "y", "x"), s), "vorticity": (("sample", "y", "x"), w)},
-                      coords={"y": np.arange(size, dtype=float), "x": np.arange(size, dtype=float)})
 
 
 def measure(data: xr.Dataset, warmup: int, steps: int, options: dict) -> float:
