@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results_default_model_cpu.json"))
     args = parser.parse_args()
-    data = fields(128)
+    data = fields(128, 64)
     samples = {name: [] for name in args.variants}
     for round_ in range(args.repeats):
         for name in args.variants:
