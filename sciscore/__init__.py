@@ -26,13 +26,18 @@ _EXPORTS = {
     "solve": "sciscore.sde",
     "compare": "sciscore.diagnostics",
 }
+# subpackages reachable as attributes after a plain `import sciscore` (imported on first use;
+# `sciscore.diagnostics` also registers the `.reynolds` xarray accessor)
+_SUBPACKAGES = ("checkpoint", "diagnostics", "fields", "generate", "nn", "sde", "simulate", "train")
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"sciscore.{name}")
     raise AttributeError(f"module 'sciscore' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBPACKAGES))

@@ -70,3 +70,15 @@ def test_library_names_still_resolve_lazily():
     assert generate.load_model is model.load_model
     with pytest.raises(AttributeError):
         generate.no_such_name  # noqa: B018
+
+
+def test_subpackages_are_attributes_of_a_plain_import():
+    """README: after `import sciscore`, `sciscore.diagnostics.compare` works and the `.reynolds`
+    accessor is registered by touching `sciscore.diagnostics` (fresh interpreter)."""
+    code = ("import sciscore, sys; assert 'xarray' not in sys.modules; "
+            "import numpy as np, xarray as xr; f = sciscore.diagnostics.compare; "
+            "da = xr.DataArray(np.arange(8.0).reshape(2, 2, 2), dims=('sample', 'y', 'x')); "
+            "print(float(da.reynolds.spatial_mean()[1]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "5.5"
