@@ -18,6 +18,7 @@ import xarray as xr
 from sciscore.diagnostics import plots
 from sciscore.diagnostics.compare import compare, summary_figures
 from sciscore.errors import UserError
+from sciscore.fields.io import check_writable_dir
 
 REPORT_FILES = ("diagnostics.nc", "summary.md")
 
@@ -136,14 +137,7 @@ def check_report_dir(out_dir, overwrite: bool = False) -> Path:
         raise UserError(f"{out_dir} exists and is not a directory; give a directory for the report")
     if out_dir.is_dir() and any((out_dir / f).exists() for f in REPORT_FILES) and not overwrite:
         raise UserError(f"{out_dir} already holds a report; pass --overwrite to replace it")
-    parent = out_dir if out_dir.is_dir() else out_dir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot create the report directory {out_dir}: {parent} is not a directory; choose another -o")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write the report into {out_dir}: {parent} is not writable; choose another -o")
-    return out_dir
+    return check_writable_dir(out_dir)  # the directory, or its nearest existing ancestor, is writable
 
 
 def write_report(comparison: xr.Dataset, reference: xr.Dataset, samples: xr.Dataset, out_dir,
