@@ -4,6 +4,19 @@ import torch
 import xarray as xr
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-studies", action="store_true",
+                     help="also run the tests marked study_quick (each study's whole --quick version)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-studies"):
+        return
+    skip = pytest.mark.skip(reason="a study's whole --quick version: run with pytest --run-studies")
+    for item in items:
+        if "study_quick" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
