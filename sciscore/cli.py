@@ -55,13 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from sciscore.provenance import command_line
+
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(message)s",
     )
     # Warnings from the libraries (numpy on the way to a NaN check, torch's unpickler on a planted
     # file) are held back: on bad input the one error line stands alone; otherwise they follow.
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, command_line(list(sys.argv[1:] if argv is None else argv)):
         try:
             status = int(args.func(args) or 0)
         except UserError as error:

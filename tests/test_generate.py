@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import torch
 import pytest
 import xarray as xr
 
@@ -81,6 +82,11 @@ def test_file_schema_cf_and_provenance(model, tmp_path):
                 "sciscore_seed", "sciscore_version", "sciscore_command", "history", "sciscore_normalizer"):
         assert key in ds.attrs, key
     assert ds.attrs["sciscore_model_checksum"].startswith("sha256:")
+    # provenance: the model by its name (not a local path), the library call (not the script name)
+    assert ds.attrs["sciscore_model"] == model.path.name and "/" not in ds.attrs["sciscore_model"]
+    assert ds.attrs["sciscore_command"].startswith("sciscore.generate.generate_file(n=4, ")
+    assert ds.attrs["sciscore_torch_version"] == torch.__version__
+    assert "sciscore.generate.generate_file(n=4" in ds.attrs["history"].splitlines()[0]
     assert ds["temperature"].dtype == np.float32
     expected = model.generate(4, seed=2, batch_size=3, **FAST)
     np.testing.assert_array_equal(ds["temperature"].values, expected["temperature"].values)
@@ -173,3 +179,17 @@ def test_model_repr_is_one_line_summary(model):
     text = repr(model)
     assert "\n" not in text and len(text) < 400
     assert "temperature, vorticity on 8x8" in text and "ema weights" in text and model.checksum[:19] in text
+
+
+def test_provenance_names_the_checkout_commit():
+    import subprocess
+    from pathlib import Path
+
+    from sciscore.provenance import git_commit, software_attrs
+
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert git_commit().removesuffix("-dirty") == head.stdout.strip()
+    assert software_attrs()["sciscore_git_commit"] == git_commit()

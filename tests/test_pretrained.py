@@ -32,6 +32,10 @@ def test_plain_generate_command_uses_the_default_model(tmp_path, monkeypatch):
 
     ds = xr.open_dataset(tmp_path / "generated_supersaturation_seed0.nc")
     assert list(ds.data_vars) == ["supersaturation"] and ds.attrs["sciscore_status"] == "complete"
+    # provenance: the command as typed, the model by name (no local path)
+    assert ds.attrs["sciscore_command"] == "sciscore generate --variable supersaturation -n 2 --steps 3 --quiet"
+    assert ds.attrs["sciscore_model"].startswith("turbulence2d-64 (shipped with sciscore ")
+    assert str(default_model_path()) not in str(ds.attrs)
 
 
 def test_default_model_output_is_pinned():

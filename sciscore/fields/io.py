@@ -7,10 +7,8 @@ atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import datetime as _dt
 import glob
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +20,7 @@ import xarray as xr
 from sciscore import __version__
 from sciscore.errors import UserError
 from sciscore.fields.dims import FieldDims, field_dims
+from sciscore.provenance import history_line, software_attrs
 
 DEFAULT_CHUNK_SAMPLES = 64
 CF_CONVENTIONS = "CF-1.10"
@@ -192,12 +191,6 @@ def check_finite(ds: xr.Dataset, dims: FieldDims | None = None) -> None:
             )
 
 
-def _history_line() -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
-    return f"{stamp}: {command} (sciscore {__version__})"
-
-
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Check that `path` can be written (parent exists and is writable; no silent overwrite)."""
     path = Path(path)
@@ -273,14 +266,16 @@ def cf_encoding(ds: xr.Dataset, dims: FieldDims | None, chunk_samples: int = DEF
 
 
 def cf_global_attrs(ds: xr.Dataset, *, title=None, source=None, history=None, attrs=None) -> dict:
-    """Global attributes: CF-1.10 `Conventions`, `title`, `source`, `history` (new line first)."""
+    """Global attributes: CF-1.10 `Conventions`, `title`, `source`, `history` (new line first; the
+    invocation, see `sciscore.provenance`), and the software versions and git commit."""
     out = dict(ds.attrs)
     out.update(attrs or {})
+    out.update(software_attrs())
     out["Conventions"] = CF_CONVENTIONS
     out["title"] = title or out.get("title") or "sciscore fields"
     out["source"] = source or out.get("source") or f"sciscore {__version__}"
     previous = out.get("history")
-    line = history or _history_line()
+    line = history or history_line()
     out["history"] = f"{line}\n{previous}" if previous else line
     return out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
     DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.generate.shards import SHARD, TOTAL, Shard
+from sciscore.provenance import history_line, invocation, software_attrs
 from sciscore.sde.solvers import default_steps
 from sciscore.validation import check_types
 
@@ -59,6 +59,7 @@ class GenerativeModel:
     checksum: str
     weights: str                              # "ema" or "raw"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    name: str = ""                            # "turbulence2d-64 (shipped)" or the run directory's name
 
     def __repr__(self) -> str:  # a summary, not the network layers and coordinate arrays
         channels, ny, nx = self.shape
@@ -106,10 +107,12 @@ class GenerativeModel:
                 for v in variables}
         return xr.Dataset(data, coords=coords)
 
-    def provenance(self, options: "SamplerOptions", variables: list[str]) -> dict:
+    def provenance(self, options: "SamplerOptions", variables: list[str], call: str) -> dict:
+        """Global attributes: the model by name and checksum (not a local path), the sampler, the
+        software versions and `call` (the library call; the command line when run by `sciscore`)."""
         attrs = {
-            "sciscore_version": __version__,
-            "sciscore_model": str(self.path),
+            **software_attrs(),
+            "sciscore_model": self.name or self.path.name,
             "sciscore_model_checksum": self.checksum,
             "sciscore_weights": self.weights,
             "sciscore_process": json.dumps(self.process.to_dict()),
@@ -119,7 +122,7 @@ class GenerativeModel:
             "sciscore_denoise": int(options.denoise),
             "sciscore_seed": int(options.seed),
             "sciscore_variables": " ".join(variables),
-            "sciscore_command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python",
+            "sciscore_command": invocation(call),
         }
         attrs.update(self.normalizer.to_attrs())
         return attrs
@@ -136,7 +139,8 @@ class GenerativeModel:
         options = SamplerOptions(solver, steps, seed, grid, denoise)
         _check_counts(n, batch_size)
         ds = self.template(variables, n)
-        ds.attrs.update(self.provenance(options, variables))
+        ds.attrs.update(self.provenance(options, variables, f"sciscore.generate.GenerativeModel.generate(n={n}, "
+                                                            f"solver={solver!r}, steps={options.steps}, seed={seed})"))
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="generate", unit="batch"):
             stop = min(n, start + batch_size)
             x, nfe = self.sample_normalized(start, stop, options)
@@ -206,8 +210,9 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
     first, last = 0, n
+    call = f"sciscore.generate.generate_file(n={n}, solver={solver!r}, steps={options.steps}, seed={seed})"
     global_attrs = {"title": f"sciscore generated fields: {', '.join(variables)}",
-                    **model.provenance(options, variables)}
+                    **model.provenance(options, variables, call)}
     if shard is not None:
         if n < shard.count:
             raise UserError(f"-n {n} is fewer than the {shard.count} shards; use at most {n} shards")
@@ -219,7 +224,7 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     else:
         sample_file = create_sample_file(
             path, model.template(variables), requested=last - first, request=request, chunk_samples=batch_size,
-            global_attrs=global_attrs, overwrite=overwrite, first=first)
+            global_attrs=global_attrs, overwrite=overwrite, first=first, history=history_line(call))
     with _sigterm_as_interrupt():
         for start in tqdm(range(first + sample_file.written, last, batch_size), disable=not progress,
                           desc="generate", unit="batch"):
@@ -238,6 +243,9 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
         from sciscore.pretrained import default_model_path
 
         path = default_model_path()
+        model_name = f"{path.name} (shipped with sciscore {__version__})"
+    else:
+        model_name = Path(path).name
     path = Path(path)
     torch_device = resolve_device(device)
     network, record = load_checkpoint(path, ema=ema, device=torch_device)
@@ -255,4 +263,4 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
         network=network, process=network.process, normalizer=record.normalizer,
         variables=tuple(record.variables), dims=tuple(grid.dims), coords=coords,
         variable_attrs=record.variable_attrs, path=path, checksum=_checksum(weights_file),
-        weights="ema" if ema else "raw", device=torch_device)
+        weights="ema" if ema else "raw", device=torch_device, name=model_name)

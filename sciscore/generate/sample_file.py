@@ -56,13 +56,15 @@ def create_sample_file(
     chunk_samples: int,
     overwrite: bool = False,
     first: int = 0,
+    history: str | None = None,
 ) -> SampleFile:
     """Create an empty sample file from `template` (data variables (sample, y, x) with 0 samples,
     the spatial coordinates and the variable attributes), marked incomplete; its samples will be
-    the global indices first .. first + requested - 1."""
+    the global indices first .. first + requested - 1. `history`: the new CF history line
+    (default: `sciscore.provenance.history_line()`)."""
     path = check_writable(path, overwrite)
     ds = template.copy()
-    ds.attrs = cf_global_attrs(ds, attrs=global_attrs)
+    ds.attrs = cf_global_attrs(ds, attrs=global_attrs, history=history)
     ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True),
                      FIRST: int(first)})
     encoding = cf_encoding(ds, None)

@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=512)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 beside other jobs)")
     args = parser.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_model(args.model, device="cpu")
+    model = load_model(args.model, ema=not args.raw, device="cpu")
     samples_path = out / "samples.nc"
     start = time.perf_counter()
     generate_file(model, samples_path, args.n, solver=args.solver, steps=args.steps, seed=args.seed,
@@ -60,7 +61,7 @@ def main() -> None:
     samples = open_fields(samples_path, variables).load()
     comparison = compare(reference, samples, variables, progress=False)
     write_report(comparison, reference, samples, out / "report", overwrite=True)
-    results = {"model": str(model.path), "checksum": model.checksum, "solver": args.solver, "steps": args.steps,
+    results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver, "steps": args.steps,
                "n": args.n, "seed": args.seed, "generation_seconds": seconds,
                "nfe_per_sample": int(xr.open_dataset(samples_path).attrs.get("sciscore_nfe_per_sample", -1)),
                "reference": str(args.reference), "n_reference": int(reference.sizes["sample"]),
