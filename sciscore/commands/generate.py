@@ -8,7 +8,7 @@ import os
 
 from sciscore.commands._common import DefaultsHelpFormatter, add_device, add_overwrite, add_quiet
 from sciscore.validation import POSITIVE, SEED, integer
-from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps  # the solver table (no torch)
+from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps, parse_solver_options  # the solver table (no torch)
 
 MAX_SAMPLES = 2**31 - 1  # netCDF dimension sizes and sample indices stay in 32-bit integers
 
@@ -34,6 +34,9 @@ def register(subparsers):
                              f"{DEFAULT_GRID}: {default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})")
     parser.add_argument("--grid", choices=CONTINUOUS_GRIDS, default=DEFAULT_GRID,
                         help="time grid of the solver steps (karras: EDM's rho = 7)")
+    parser.add_argument("--solver-option", action="append", default=[], metavar="NAME=VALUE", dest="solver_options",
+                        help="a setting of the solver (repeatable), e.g. --solver edm --solver-option s_churn=40; "
+                             "the settings each solver takes are listed in docs/sde.md")
     parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
                         help="finish with one Tweedie denoising step (one more score evaluation)")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed (sample i depends only on seed and i)")
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
+    solver_options = parse_solver_options(args.solver, args.solver_options)
     if args.threads is not None:
         import torch
 
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         output = shard_output(output, shard)
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
                          seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
-                         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard)
+                         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard,
+                         solver_options=solver_options)
     first, stop = (0, args.samples) if shard is None else shard.block(args.samples)
     count = stop - first
     which = "" if shard is None else f" (shard {shard} of a run of {args.samples})"
@@ -137,7 +142,8 @@ def _run_under_torchrun(args: argparse.Namespace) -> int:
             generate_file(model, parts[rank], args.samples, variables=variables, solver=args.solver,
                           steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,
                           batch_size=args.batch_size, overwrite=not resume, resume=resume,
-                          progress=not args.quiet and rank == 0, shard=shard)
+                          progress=not args.quiet and rank == 0, shard=shard,
+                          solver_options=parse_solver_options(args.solver, args.solver_options))
         dist.barrier()
         if rank == 0:
             path = merge_shards(parts, output, overwrite=args.overwrite)

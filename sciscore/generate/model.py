@@ -30,7 +30,7 @@ from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.generate.shards import SHARD, TOTAL, Shard
 from sciscore.provenance import history_line, invocation, software_attrs
-from sciscore.sde.solvers import default_steps
+from sciscore.sde.solvers import default_steps, parse_solver_options
 from sciscore.validation import check_types
 
 NFE = "sciscore_nfe_per_sample"
@@ -90,7 +90,8 @@ class GenerativeModel:
         problem = SamplingProblem(self.network.score, self.process, self.shape)
         with torch.no_grad():
             solution = solve(problem, solver=options.solver, steps=options.steps, n=stop - start, seed=options.seed,
-                             start_index=start, grid=options.grid, denoise=options.denoise, device=self.device)
+                             start_index=start, grid=options.grid, denoise=options.denoise, device=self.device,
+                             **options.solver_options)
         return solution.x.to(torch.float32).cpu().numpy(), solution.nfe
 
     def _to_physical(self, x: np.ndarray, variables: list[str]) -> dict[str, np.ndarray]:
@@ -119,6 +120,7 @@ class GenerativeModel:
             "sciscore_solver": options.solver,
             "sciscore_steps": int(options.steps),
             "sciscore_grid": options.grid,
+            "sciscore_solver_options": json.dumps(options.solver_options, sort_keys=True),
             "sciscore_denoise": int(options.denoise),
             "sciscore_seed": int(options.seed),
             "sciscore_variables": " ".join(variables),
@@ -130,13 +132,14 @@ class GenerativeModel:
     def generate(self, n: int = DEFAULT_SAMPLES, *, variables: Sequence[str] | None = None,
                  solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                  grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                 progress: bool = False) -> xr.Dataset:
+                 progress: bool = False, solver_options: dict | None = None) -> xr.Dataset:
         """`n` generated fields in physical units, dims (sample, y, x), with provenance attrs.
         `steps`: default the solver's on `grid` (`sciscore.sde.solvers.default_steps`).
+        `solver_options`: the solver's settings from its table entry, e.g. {"s_churn": 40} for 'edm'.
 
         Sample i depends only on (seed, i), not on `batch_size`."""
         variables = self.select(variables)
-        options = SamplerOptions(solver, steps, seed, grid, denoise)
+        options = SamplerOptions(solver, steps, seed, grid, denoise, solver_options or {})
         _check_counts(n, batch_size)
         ds = self.template(variables, n)
         ds.attrs.update(self.provenance(options, variables, f"sciscore.generate.GenerativeModel.generate(n={n}, "
@@ -159,8 +162,10 @@ class SamplerOptions:
     seed: int = 0
     grid: str = DEFAULT_GRID
     denoise: bool = True
+    solver_options: dict = field(default_factory=dict)  # e.g. {"s_churn": 40.0} for 'edm'
 
     def __post_init__(self):
+        object.__setattr__(self, "solver_options", parse_solver_options(self.solver, self.solver_options or {}))
         if self.steps is None:
             object.__setattr__(self, "steps", default_steps(self.solver, self.grid))
         check_types(self, "sampler")
@@ -196,7 +201,7 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
                   solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
                   grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                   overwrite: bool = False, resume: bool = False, progress: bool = False,
-                  shard: Shard | None = None) -> Path:
+                  shard: Shard | None = None, solver_options: dict | None = None) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
     with n). Interrupted runs leave a valid file marked incomplete; `resume=True` finishes it with
     exactly the samples an uninterrupted run would have written.
@@ -205,10 +210,12 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     is drawn and written, with the global index as the `sample` coordinate; the N shard files
     merged by `sciscore.generate.merge.merge_shards` equal the one-job file."""
     variables = model.select(variables)
-    options = SamplerOptions(solver, steps, seed, grid, denoise)
+    options = SamplerOptions(solver, steps, seed, grid, denoise, solver_options or {})
     _check_counts(n, batch_size)
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
+    if not options.solver_options:  # files written before solver options existed resume and merge alike
+        del request["solver_options"]
     first, last = 0, n
     call = f"sciscore.generate.generate_file(n={n}, solver={solver!r}, steps={options.steps}, seed={seed})"
     global_attrs = {"title": f"sciscore generated fields: {', '.join(variables)}",

@@ -98,9 +98,45 @@ def get_solver(name: str) -> Solver:
     return TABLE[name]
 
 
+def parse_solver_options(solver: str, settings) -> dict:
+    """Solver options from the command line's NAME=VALUE strings (or a dict of values), each
+    converted to the type of the table's default and checked: numbers finite and >= 0 (s_tmax may be
+    inf); `callback` is not a setting. An unknown name is refused with the solver's list."""
+    entry = get_solver(solver)
+    if isinstance(settings, dict):
+        pairs = list(settings.items())
+    else:
+        pairs = []
+        for text in settings:
+            name, sep, value = str(text).partition("=")
+            if not sep or not name.strip():
+                raise UserError(f"solver option {text!r} is not NAME=VALUE (e.g. s_churn=40)")
+            pairs.append((name.strip(), value.strip()))
+    options = {}
+    for name, value in pairs:
+        entry.check_options({name: value})
+        default = entry.options[name]
+        if name == "callback" or default is None:
+            raise UserError(f"solver option {name!r} is not a sampler setting")
+        kind = type(default)
+        try:
+            converted = kind(value)
+            if kind is int and isinstance(value, float) and value != converted:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise UserError(f"solver option {name}={value!r} of solver {solver!r} must be "
+                            f"{'an integer' if kind is int else 'a number' if kind is float else 'a string'}") from None
+        if kind in (int, float) and (converted != converted or converted < 0
+                                     or (converted == float("inf") and name != "s_tmax")):
+            raise UserError(f"solver option {name}={value!r} must be a finite number >= 0"
+                            + (" (s_tmax may be inf)" if solver == "edm" else ""))
+        options[name] = converted
+    return options
+
+
 def default_steps(solver: str, grid: str) -> int:
     """The step count `solve` uses for `solver` on `grid` when none is given."""
     return get_solver(solver).steps_for(grid)
 
 
-__all__ = ["GRIDS", "CONTINUOUS_GRIDS", "Solver", "TABLE", "SOLVERS", "TORCHSDE_SOLVERS", "get_solver", "default_steps"]
+__all__ = ["GRIDS", "CONTINUOUS_GRIDS", "Solver", "TABLE", "SOLVERS", "TORCHSDE_SOLVERS", "get_solver", "parse_solver_options", "default_steps"]
