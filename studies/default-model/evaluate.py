@@ -31,6 +31,7 @@ from sciscore.diagnostics import compare, count_passed, quality_checks
 from sciscore.diagnostics.report import write_report
 from sciscore.fields import open_fields
 from sciscore.generate import generate_file, load_model
+from sciscore.sde.solvers import parse_solver_options
 
 
 def main() -> None:
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    parser.add_argument("--solver-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a solver setting, e.g. s_churn=10 with --solver edm (repeatable)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 beside other jobs)")
     args = parser.parse_args()
@@ -54,14 +57,16 @@ def main() -> None:
     samples_path = out / "samples.nc"
     start = time.perf_counter()
     generate_file(model, samples_path, args.n, solver=args.solver, steps=args.steps, seed=args.seed,
-                  batch_size=args.batch_size, overwrite=True, progress=True)
+                  batch_size=args.batch_size, overwrite=True, progress=True,
+                  solver_options=parse_solver_options(args.solver, args.solver_option))
     seconds = time.perf_counter() - start
     variables = list(model.variables)
     reference = open_fields(args.reference, variables).load()
     samples = open_fields(samples_path, variables).load()
     comparison = compare(reference, samples, variables, progress=False)
     write_report(comparison, reference, samples, out / "report", overwrite=True)
-    results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver, "steps": args.steps,
+    results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver,
+               "solver_options": parse_solver_options(args.solver, args.solver_option), "steps": args.steps,
                "n": args.n, "seed": args.seed, "generation_seconds": seconds,
                "nfe_per_sample": int(xr.open_dataset(samples_path).attrs.get("sciscore_nfe_per_sample", -1)),
                "reference": str(args.reference), "n_reference": int(reference.sizes["sample"]),
