@@ -125,3 +125,13 @@ def test_simulate_dataset_sample_count_does_not_depend_on_rounding():
                           progress=False)
     assert ds.sizes["sample"] == 5 and ds.attrs["recipe_samples"] == 5
     assert np.isfinite(ds["supersaturation"].values).all()
+
+
+def test_simulate_dataset_leaves_the_thread_count_alone():
+    """Library functions change no global state: a recipe's `threads` is for the command to set."""
+    import torch
+
+    before = torch.get_num_threads()
+    simulate_dataset(Recipe(resolution=16, samples=4, members=4, spinup=0.25, interval=0.25, threads=before + 1),
+                     progress=False)
+    assert torch.get_num_threads() == before

@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = recipe_from_args(args)
     check_writable(args.output, args.overwrite)  # fail before hours of work, not after
+    if recipe.threads:
+        import torch
+
+        torch.set_num_threads(recipe.threads)
     if recipe.device != "cuda":
         reuse_freed_memory()  # fewer page faults per step on the CPU (see sciscore.simulate.allocator)
     start = time.perf_counter()

@@ -155,9 +155,7 @@ def simulate_dataset(recipe: Recipe, progress: bool = True) -> xr.Dataset:
     from sciscore.devices import resolve_device
     from tqdm.auto import tqdm
 
-    device = resolve_device(recipe.device)
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
+    device = resolve_device(recipe.device)  # recipe.threads is the command's to set (sciscore simulate)
     dtype = DTYPES[recipe.dtype]
     seeds = torch.Generator().manual_seed(recipe.seed)
     # two derived seeds: one stream for the spin-up grid, one for the sampling grid
