@@ -242,3 +242,13 @@ def test_condensation_rate_of_supersaturation_is_compared():
     np.testing.assert_allclose(result["supersaturation_condensation_rate_reference"], positive, rtol=1e-12)
     assert figures["w1_condensation_rate"] == pytest.approx(float(positive.mean()), rel=1e-12)  # W1(a, 2a) = mean(a), a ≥ 0
     assert "q_condensation_rate_reference" not in compare(gaussian_random_fields(4, size=8), gaussian_random_fields(4, size=8, seed=1), progress=False)
+
+
+def test_condensation_rate_follows_the_condensation_timescale_attribute():
+    """A supersaturation field under another name is found by its attribute, with its own tau_c."""
+    reference = gaussian_random_fields(8, size=16, seed=8, name="s_700hPa")
+    reference["s_700hPa"].attrs["condensation_timescale"] = 0.5
+    reference.attrs["param_tau_c"] = 0.1  # the variable's own attribute wins
+    result = compare(reference, reference.copy(deep=True), progress=False)
+    positive = reference["s_700hPa"].clip(min=0).astype("float64").mean(("y", "x")) / 0.5
+    np.testing.assert_allclose(result["s_700hPa_condensation_rate_reference"], positive, rtol=1e-12)

@@ -320,3 +320,22 @@ def test_x_flips_reflect_only_x_and_change_the_pseudoscalar_sign():
 def test_python_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "sciscore", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("sciscore ")
+
+
+def test_pseudoscalars_come_from_the_parity_attribute_with_names_as_the_fallback(fields):
+    from sciscore.fields import pseudoscalars_of
+    from sciscore.train.config import DataConfig
+    from sciscore.train.data import load_training_data
+
+    ds = fields.copy()
+    assert pseudoscalars_of(ds, ["temperature", "vorticity"]) == ["vorticity"]  # no attribute: by name
+    ds["temperature"].attrs["parity"] = "pseudoscalar"
+    ds["vorticity"].attrs["parity"] = "scalar"
+    assert pseudoscalars_of(ds, ["temperature", "vorticity"]) == ["temperature"]
+    data = load_training_data(DataConfig(variables=["temperature", "vorticity"], flips=True), dataset=ds)
+    assert data.sign_on_reflection.tolist() == [-1.0, 1.0]
+    data = load_training_data(DataConfig(variables=["temperature", "vorticity"], flips=True,
+                                         pseudoscalars=["vorticity"]), dataset=ds)
+    assert data.sign_on_reflection.tolist() == [1.0, -1.0]
+    with pytest.raises(UserError, match="data.pseudoscalars names 'omega'"):
+        load_training_data(DataConfig(variables=["temperature"], pseudoscalars=["omega"]), dataset=ds)

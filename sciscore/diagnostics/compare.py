@@ -29,6 +29,8 @@ CUMULANT_NAMES = ("variance", "kappa3", "kappa4", "skewness", "excess_kurtosis")
 QQ_PROBABILITIES = np.linspace(0.01, 0.99, 99)
 DEFAULT_BINS = 1000
 DEFAULT_TAU_C = 1e-2  # the reference simulation's condensation time (CliMAgen `make_icr`)
+CONDENSATION_TIMESCALE = "condensation_timescale"  # variable attribute: tau_c of a supersaturation field
+DEFAULT_CONDENSING = ("supersaturation",)  # taken as supersaturation when no variable has the attribute
 CHUNK_BYTES = 64 * 2**20
 
 # Scalars reported per variable: name -> (long name, units relation to the field: 0 none, 1 same)
@@ -279,7 +281,7 @@ def _describe(out: xr.Dataset, name: str, units: str | None) -> None:
 
 
 def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sample_dim=None,
-            spatial_dims=None, condensation_variables=("supersaturation",), progress: bool = True,
+            spatial_dims=None, condensation_variables=None, progress: bool = True,
             **options) -> xr.Dataset:
     """Compare generated `samples` with `reference` for each of `variables` (default: all shared ones).
 
@@ -291,9 +293,11 @@ def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sampl
         Default: every variable with three dims present in both.
     sample_dim, spatial_dims : optional
         Dim names when `sciscore.fields.field_dims` cannot tell them.
-    condensation_variables : names of supersaturation variables
-        For these the condensation rate s⁺/τc is compared too, with τc from the reference's
-        ``param_tau_c`` attribute (written by `sciscore simulate`) or 1e-2.
+    condensation_variables : names of supersaturation variables, optional
+        For these the condensation rate s⁺/τc is compared too, with τc from the variable's
+        ``condensation_timescale`` attribute, else the reference's ``param_tau_c`` (both written by
+        `sciscore simulate`), else 1e-2. Default: the variables with a ``condensation_timescale``
+        attribute, and those named in DEFAULT_CONDENSING when the data carry no such attribute.
     **options
         Passed to `compare_variable`: ``bins`` (pixel histogram bins, default 1000),
         ``probabilities``, ``band``, ``color_shift_threshold`` (0.3), ``alpha`` (0.01),
@@ -316,10 +320,14 @@ def compare(reference: xr.Dataset, samples: xr.Dataset, variables=None, *, sampl
                 raise UserError(f"variable {name!r} not found in {where}; available: "
                                 f"{', '.join(map(str, ds.data_vars)) or 'none'}")
     parts = []
+    if condensation_variables is None:
+        marked = [v for v in variables if CONDENSATION_TIMESCALE in reference[v].attrs]
+        condensation_variables = marked or [v for v in variables if v in DEFAULT_CONDENSING]
     for name in variables:
         tau_c = None
         if name in condensation_variables:
-            tau_c = float(reference.attrs.get("param_tau_c", DEFAULT_TAU_C))
+            tau_c = float(reference[name].attrs.get(CONDENSATION_TIMESCALE,
+                                                    reference.attrs.get("param_tau_c", DEFAULT_TAU_C)))
             tau_c = tau_c if np.isfinite(tau_c) and tau_c > 0 else None
         part = compare_variable(reference[name], samples[name], sample_dim=sample_dim,
                                 spatial_dims=spatial_dims, progress=progress, tau_c=tau_c, **options)

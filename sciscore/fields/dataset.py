@@ -14,12 +14,25 @@ from sciscore.errors import UserError
 from sciscore.fields.dims import FieldDims, field_dims
 from sciscore.fields.normalize import Normalizer
 
-PSEUDOSCALARS = ("vorticity",)
+PARITY = "parity"                  # variable attribute: "pseudoscalar" changes sign under a reflection
+DEFAULT_PSEUDOSCALARS = ("vorticity",)  # taken as pseudoscalars when a variable has no `parity` attribute
 
 
-def reflection_signs(variables: Sequence[str]) -> torch.Tensor:
+def pseudoscalars_of(ds: xr.Dataset, variables: Sequence[str]) -> list[str]:
+    """The variables of `ds` that change sign under a reflection: those with the attribute
+    parity = "pseudoscalar" (`sciscore simulate` writes it on vorticity), and, for variables with no
+    `parity` attribute, those named in DEFAULT_PSEUDOSCALARS."""
+    out = []
+    for v in variables:
+        parity = ds[v].attrs.get(PARITY)
+        if parity == "pseudoscalar" or (parity is None and v in DEFAULT_PSEUDOSCALARS):
+            out.append(v)
+    return out
+
+
+def reflection_signs(variables: Sequence[str], pseudoscalars: Sequence[str] = DEFAULT_PSEUDOSCALARS) -> torch.Tensor:
     """(C,) factors a reflection applies to each variable: -1 for pseudoscalars, else +1."""
-    return torch.tensor([-1.0 if v in PSEUDOSCALARS else 1.0 for v in variables], dtype=torch.float32)
+    return torch.tensor([-1.0 if v in pseudoscalars else 1.0 for v in variables], dtype=torch.float32)
 
 
 def train_validation_split(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +137,7 @@ class FieldDataset(torch.utils.data.Dataset):
         sizes = chunks[0] if chunks else (n,)
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)])
         self.augment = augment if augment is not None and augment.active else None
-        self.sign_on_reflection = reflection_signs(variables)
+        self.sign_on_reflection = reflection_signs(variables, pseudoscalars_of(ds, variables))
         self.epoch = 0
         self.max_cached_chunks = max_cached_chunks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()

@@ -192,6 +192,8 @@ def simulate_dataset(recipe: Recipe, progress: bool = True) -> xr.Dataset:
     bar.close()
     m = recipe.samples
     data = {name: (("sample", "y", "x"), values[:m], dict(VARIABLE_ATTRS[name])) for name, values in fields.items()}
+    if math.isfinite(problem.params.tau_c):  # the tracer condenses: diagnostics compare s+/tau_c
+        data["supersaturation"][2]["condensation_timescale"] = float(problem.params.tau_c)
     if recipe.context_wavenumber:
         pattern = context_pattern(problem.grid, recipe.context_wavenumber).float().cpu().numpy()
         data["context"] = (("sample", "y", "x"), np.broadcast_to(pattern, (m, n, n)).copy(),

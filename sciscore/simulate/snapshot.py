@@ -11,7 +11,7 @@ from sciscore.simulate.problem import Problem, updatevars
 VARIABLE_ATTRS = {
     "supersaturation": {"long_name": "supersaturation s = q - q_s (specific humidity minus saturation)",
                         "units": "1"},
-    "vorticity": {"long_name": "relative vorticity", "units": "1"},
+    "vorticity": {"long_name": "relative vorticity", "units": "1", "parity": "pseudoscalar"},
     "context": {"long_name": "saturation pattern sin(k_c x) sin(k_c y) (context, amplitude 1)", "units": "1"},
 }
 

@@ -36,6 +36,7 @@ class DataConfig:
     flips: bool | str = False                         # reflections: true (x and y), "x" or "y"; pseudoscalars change sign
     rotations: bool = False                           # 90-degree rotations (square grids)
     positive_stretch: dict = field(default_factory=dict)  # {variable: A}: x + (A - 1) max(x, 0) before normalizing
+    pseudoscalars: list | None = None                 # change sign under flips; default: parity attribute / names
 
     def __post_init__(self):
         check_types(self, "data")
@@ -43,6 +44,8 @@ class DataConfig:
             check_names(getattr(self, name), f"data.{name}")
         if self.spatial_dims is not None:
             check_names(self.spatial_dims, "data.spatial_dims")
+        if self.pseudoscalars is not None:
+            check_names(self.pseudoscalars, "data.pseudoscalars")
         require([
             (0 <= self.validation_fraction < 1, f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
             (self.normalization in NORMALIZATIONS,

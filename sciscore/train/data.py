@@ -12,7 +12,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields import (Augmentation, FieldDataset, Normalizer, field_dims, fit_normalizer, open_fields,
-                             reflection_signs, train_validation_split)
+                             pseudoscalars_of, reflection_signs, train_validation_split)
 
 MAX_IN_MEMORY_BYTES = 8 * 2**30
 CONSTANT_MEAN_TOLERANCE = 1e-4  # spread of the spatial means / fluctuation std below which a mean is constant
@@ -78,8 +78,16 @@ def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = 
     augmentation = Augmentation(shifts=c.shifts, flips=c.flips, rotations=c.rotations, seed=seed)
     if c.rotations and dataset.sizes[dims.y] != dataset.sizes[dims.x]:
         raise UserError("rotations need a square grid; turn off data.rotations")
-    sign = reflection_signs(c.variables)
-    context_sign = reflection_signs(c.context_variables) if c.context_variables else None
+    pseudoscalars = c.pseudoscalars
+    if pseudoscalars is None:
+        pseudoscalars = pseudoscalars_of(dataset, [*c.variables, *c.context_variables])
+    else:
+        unknown = [v for v in pseudoscalars if v not in (*c.variables, *c.context_variables)]
+        if unknown:
+            raise UserError(f"data.pseudoscalars names {', '.join(map(repr, unknown))}, which is not among the "
+                            f"variables or context variables; remove it")
+    sign = reflection_signs(c.variables, pseudoscalars)
+    context_sign = reflection_signs(c.context_variables, pseudoscalars) if c.context_variables else None
     return TrainingData(train, validation, context_train, context_validation, normalizer, context_normalizer,
                         list(c.variables), list(c.context_variables), dataset, augmentation, sign, context_sign)
 
