@@ -133,6 +133,14 @@ CASES = [
     case("train", ["--grad-clip", "-1"], "--grad-clip"),
     case("train", ["--seed", "-1"], "--seed"),
     case("train", ["--channels", "8,x"], "comma-separated integers"),
+    # outputs on a file system that refuses new files (permission bits say writable): before any work
+    *([case("simulate", ["-o", "/proc/sciscore-out.nc"], "does not accept new files"),
+       case("train", ["-o", "/proc/sciscore-run"], "does not accept new files"),
+       case("generate", ["-o", "/proc/sciscore-out.nc"], "(does not accept new files|No such file)")]
+      if os.path.isdir("/proc/self") else []),
+    case("generate", ["--solver", "edm", "--solver-option", "s_churn=-1"], "finite number >= 0"),
+    case("generate", ["--solver", "ode-heun", "--solver-option", "s_churn=1"], "does not take option"),
+    case("generate", ["--solver-option", "junk"], "NAME=VALUE"),
     case("train", ["--augment", "spin"], "unknown augmentation"),
     case("train", ["--sigma-max", "big"], "--sigma-max"),
     case("train", ["--process", "xx"], "--process"),

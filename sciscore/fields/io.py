@@ -203,7 +203,20 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise UserError(f"cannot write {path}: the directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise UserError(f"cannot write {path}: the directory {parent} is not writable; choose another output path")
+    _probe(parent, path)
     return path
+
+
+def _probe(directory: Path, target: Path) -> None:
+    """Create and remove a file in `directory`: file systems such as /proc or a read-only mount
+    pass the permission check but refuse files, and that must show before hours of work."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".sciscore-probe-", dir=directory)
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {directory} does not accept new files ({error.strerror}); "
+                        f"choose another output path") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _umask() -> int:
@@ -248,6 +261,7 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         raise UserError(f"cannot create {path}: {ancestor} is a file, not a directory; choose another output path")
     if not os.access(ancestor, os.W_OK):
         raise UserError(f"cannot write {path}: {ancestor} is not writable; choose another output path")
+    _probe(ancestor, path)
     return path
 
 
