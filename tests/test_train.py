@@ -13,12 +13,19 @@ from sciscore.errors import UserError
 from sciscore.nn import NetworkConfig, build_network
 from sciscore.sde.processes import VE, VP
 from sciscore.train import (ExponentialMovingAverage, LossConfig, check_compatible, config_from_dict,
-                            denoising_loss, isotropy_penalty, load_checkpoint, plain_denoising_loss, train)
+                            denoising_loss, isotropy_penalty, load_checkpoint, loss_weight, train)
 from sciscore.train.data import data_statistics
 
 
 
 TINY = {"channels": [8, 16], "num_residual": 1, "embed_dim": 16, "bypass_width": 16}
+
+
+def plain_denoising_loss(network, process, x0, t, noise, config, context=None, sigma_data: float = 1.0):
+    """mean w |F + z|^2 without the split: the reference for the split identity."""
+    output = network(process.perturb(x0, t, noise), t, context)
+    weight = loss_weight(process, t, config, sigma_data)
+    return (weight[:, None, None, None] * (output + noise).square()).mean()
 
 
 def fields(n=8, size=16, seed=0):

@@ -6,7 +6,7 @@ from sciscore.train.config import (DataConfig, OptimizerConfig, TrainConfig, Tra
                                    merge, read_toml)
 from sciscore.train.ema import ExponentialMovingAverage
 from sciscore.train.losses import (LossConfig, SigmaBinnedLoss, denoising_loss, draw_times, isotropy_penalty,
-                                   loss_weight, plain_denoising_loss, split_residual_loss)
+                                   loss_weight, split_residual_loss)
 from sciscore.train.trainer import TrainResult, train, validation_loss
 
 __all__ = [
@@ -14,6 +14,6 @@ __all__ = [
     "DataConfig", "OptimizerConfig", "TrainConfig", "TrainingConfig", "config_from_dict", "merge", "read_toml",
     "ExponentialMovingAverage",
     "LossConfig", "SigmaBinnedLoss", "denoising_loss", "draw_times", "isotropy_penalty", "loss_weight",
-    "plain_denoising_loss", "split_residual_loss",
+    "split_residual_loss",
     "TrainResult", "train", "validation_loss",
 ]

@@ -135,13 +135,6 @@ def denoising_loss(network, process, x0: torch.Tensor, t: torch.Tensor, noise: t
             "per_sample": (mean_term + fluct_term).detach(), "output": output}
 
 
-def plain_denoising_loss(network, process, x0, t, noise, config: LossConfig, context=None, sigma_data: float = 1.0):
-    """mean w |F + z|^2 without the split (the reference for the split identity)."""
-    output = network(process.perturb(x0, t, noise), t, context)
-    weight = loss_weight(process, t, config, sigma_data)
-    return (weight[:, None, None, None] * (output + noise).square()).mean()
-
-
 class SigmaBinnedLoss:
     """Running per-noise-level loss: sums and counts in `bins` equal bins of ln sigma over the
     process's range, accumulated on the device (no host sync until `read`)."""
