@@ -71,6 +71,10 @@ def test_tiny_run_table_csv_netcdf_and_pairing(tmp_path):
     row = next(p for p in per_seed if p["dataset"] == "moons" and p["seed"] == "5" and p["lambda"] == "0.3")
     for m in ("precision", "recall", "density", "coverage"):
         assert float(row[m]) == pytest.approx(again[m], abs=1e-6)  # float32 storage of the points
+    per_seed_back, points = study.read_run(tmp_path)  # a run joined from its files is the same run
+    (tmp_path / "joined").mkdir()
+    again = study.summarize(per_seed_back, points, tmp_path / "joined", 0.0)
+    assert again.rows == result.rows and again.verdicts == result.verdicts
     assert all(path.exists() and path.stat().st_size > 0 for path in result.figures)
     assert len(result.verdicts) == 3 and "seeds" in result.headline
 

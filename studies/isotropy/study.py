@@ -168,8 +168,17 @@ def run(params: dict, *, seed: int, out: Path, device: str = "cpu", progress: bo
                 generated[(name, "data", s)] = real.astype(np.float32)
                 bar.update(1)
     bar.close()
-    cpu_seconds = time.process_time() - started
+    _write_per_seed(per_seed, out / "per_seed.csv")
+    _write_samples(generated, datasets, lambdas, seeds, out / "samples.nc")
+    return summarize(per_seed, generated, out, time.process_time() - started)
 
+
+def summarize(per_seed: list, generated: dict, out: Path, cpu_seconds: float) -> StudyResult:
+    """Table rows (means over seeds), verdicts, headline and figures from the per-seed rows and the
+    points {(dataset, lambda or "data", seed): (n, 2)}; also used to join runs made in parts."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in per_seed))
+    lambdas = sorted({r["lambda"] for r in per_seed})
+    seeds = sorted({r["seed"] for r in per_seed})
     rows, spread = [], {}
     for name in datasets:
         for lam in lambdas:
@@ -179,8 +188,6 @@ def run(params: dict, *, seed: int, out: Path, device: str = "cpu", progress: bo
                          **{m: float(values[m].mean()) for m in METRICS}})
             spread[(name, lam)] = {m: float(values[m].std(ddof=1)) if len(group) > 1 else float("nan")
                                    for m in METRICS}
-    _write_per_seed(per_seed, out / "per_seed.csv")
-    _write_samples(generated, datasets, lambdas, seeds, out / "samples.nc")
 
     # the claims, lambda_max vs plain, paired over seeds (t > 2: a change beyond the seed spread)
     top = max(lambdas)
@@ -217,6 +224,23 @@ def run(params: dict, *, seed: int, out: Path, device: str = "cpu", progress: bo
                 f"density up on {up['density']}, recall down on {down['recall']}, coverage down on "
                 f"{down['coverage']} of {len(datasets)} sets. ({cpu_seconds:.0f} CPU-s)")
     return StudyResult(rows=rows, headline=headline, figures=figures, verdicts=verdicts)
+
+
+def read_run(out: Path) -> tuple[list, dict]:
+    """(per_seed rows, points) of a finished run directory, the inputs of `summarize`."""
+    import xarray as xr
+
+    with open(Path(out) / "per_seed.csv") as handle:
+        per_seed = [{k: (v if k in ("dataset", "loss") else int(v) if k in ("seed", "nonfinite") else float(v))
+                     for k, v in r.items()} for r in csv.DictReader(handle)]
+    generated = {}
+    with xr.open_dataset(Path(out) / "samples.nc") as ds:
+        for d in ds["dataset"].values.tolist():
+            for s in ds["seed"].values.tolist():
+                generated[(d, "data", s)] = ds["data"].sel(dataset=d, seed=s).values
+                for lam in ds["lambda"].values.tolist():
+                    generated[(d, lam, s)] = ds["generated"].sel({"dataset": d, "seed": s, "lambda": lam}).values
+    return per_seed, generated
 
 
 def _row(rows, name, lam):
