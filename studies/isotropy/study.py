@@ -83,24 +83,26 @@ class PointMLP(nn.Module):
 
 
 def train_point_model(points: torch.Tensor, process: DiscreteVP, isotropy_weight: float, *, steps: int,
-                      batch_size: int, learning_rate: float, hidden: int, layers: int, seed: int):
+                      batch_size: int, learning_rate: float, hidden: int, layers: int, seed: int,
+                      device: str = "cpu"):
     """Adam on the library's denoising loss with discrete DDPM times t = k/N, k ~ U{1..N}
-    (Ho et al. 2020, Algorithm 1); returns the network and the mean losses of the last 10 %."""
+    (Ho et al. 2020, Algorithm 1); returns the network and the mean losses of the last 10 %.
+    Every draw is made on the CPU from `seed` and moved to `device`, so devices see the same draws."""
     with torch.random.fork_rng():  # initial weights from `seed`, the caller's stream untouched
         torch.manual_seed(seed)
-        network = PointMLP(process.num_timesteps, hidden, layers)
+        network = PointMLP(process.num_timesteps, hidden, layers).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
     config = LossConfig(kind="dsm", isotropy_weight=isotropy_weight)
     generator = torch.Generator().manual_seed(seed)
-    x_all = points.to(torch.float32).reshape(-1, 2, 1, 1)
+    x_all = points.to(torch.float32).reshape(-1, 2, 1, 1).to(device)
     tail = max(1, steps // 10)
     sums = {"eps_mse": 0.0, "isotropy": 0.0}
     for step in range(steps):
         index = torch.randint(0, len(x_all), (batch_size,), generator=generator)
         k = torch.randint(1, process.num_timesteps + 1, (batch_size,), generator=generator)
         noise = torch.randn((batch_size, 2, 1, 1), generator=generator)
-        terms = denoising_loss(network, process, x_all[index], k.to(torch.float32) / process.num_timesteps,
-                               noise, config)
+        terms = denoising_loss(network, process, x_all[index.to(device)],
+                               (k.to(torch.float32) / process.num_timesteps).to(device), noise.to(device), config)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
@@ -152,7 +154,7 @@ def run(params: dict, *, seed: int, out: Path, device: str = "cpu", progress: bo
                 network, losses = train_point_model(
                     train, process, lam, steps=steps, batch_size=batch, seed=s,
                     learning_rate=float(params.get("learning_rate", 1e-3)),
-                    hidden=int(params.get("hidden", 128)), layers=int(params.get("layers", 3)))
+                    hidden=int(params.get("hidden", 128)), layers=int(params.get("layers", 3)), device=device)
                 problem = SamplingProblem(network, process, (2, 1, 1))
                 with torch.no_grad():
                     solution = solve(problem, solver="ddpm", steps=sample_steps, grid="leading", n=n_eval,
