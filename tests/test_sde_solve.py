@@ -22,7 +22,8 @@ SHAPE = (1, 4, 4)
 N_SAMPLES = 1000
 Z_LIMIT = 5.0  # |z| of 16 pixel means and variances; a false alarm has probability ~1e-5
 STEPS = {"euler": 100, "milstein": 100, "srk": 30, "heun": 50, "midpoint": 50, "reversible_heun": 100,
-         "ode-heun": 40, "ode-adaptive": 1, "edm": 30, "pc": 100}
+         "ode-heun": 40, "ode-adaptive": 1, "edm": 30, "pc": 100,
+         "ddpm": 200}
 
 
 KNOBS = {"edm": {"s_churn": 10.0}, "pc": {"snr": 0.02}}
@@ -171,7 +172,7 @@ def test_pc_corrector_at_default_snr_keeps_the_variance(name):
     assert_moments_match(x, oracle, process.t_min)
 
 
-@pytest.mark.parametrize("solver", ["euler", "srk", "heun", "reversible_heun", "ode-heun", "edm", "pc"])
+@pytest.mark.parametrize("solver", ["euler", "srk", "heun", "reversible_heun", "ode-heun", "edm", "pc", "ddpm"])
 def test_batch_size_invariance(solver):
     process = EDM(sigma_max=40.0)
     problem = SamplingProblem(mixture_oracle(process, SHAPE), process, SHAPE)
@@ -189,7 +190,7 @@ def test_batch_size_invariance(solver):
 
 @pytest.mark.parametrize("solver, per_step", [("euler", 1), ("milstein", 1), ("srk", 2), ("heun", 2),
                                               ("midpoint", 2), ("reversible_heun", 1), ("ode-heun", 2),
-                                              ("edm", 2), ("pc", 2)])
+                                              ("edm", 2), ("pc", 2), ("ddpm", 1)])
 def test_score_evaluations_per_step(solver, per_step):
     process = VP()
     problem = SamplingProblem(gaussian_oracle(process, SHAPE), process, SHAPE)
@@ -310,3 +311,52 @@ def test_cuda_matches_the_moments():
     solution = solve(SamplingProblem(cuda_oracle, process, SHAPE), solver="srk", steps=60, n=N_SAMPLES,
                      seed=0, device="cuda")
     assert_moments_match(solution.x, oracle, process.t_min)
+
+
+def test_ddpm_is_ho_et_al_algorithm_2():
+    """solve(ddpm) on the full DDPM table (grid 'leading', steps = N, denoise) is Ho et al. 2020,
+    Algorithm 2 written in their eps notation: x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) /
+    sqrt(alpha_t) + sqrt(beta_tilde_t) z, and x_0 = mu(x_1, 1) with z = 0 (same noise streams)."""
+    from sciscore.sde.brownian import StreamNoise
+
+    n_steps = 40
+    process = DiscreteVP(num_timesteps=n_steps, beta_start=1e-3, beta_end=0.2)
+    oracle = mixture_oracle(process, SHAPE)
+    solution = solve(SamplingProblem(oracle, process, SHAPE), solver="ddpm", steps=n_steps, grid="leading",
+                     n=6, seed=3, denoise=True, dtype=torch.float64)
+    assert solution.nfe == n_steps  # Algorithm 2: one network call for each t = T..1
+
+    alpha_bar = process.alpha_bars
+    alpha = alpha_bar / torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    beta = 1 - alpha
+    streams = SampleStreams(3, range(6), torch.device("cpu"))
+    x = streams.normal(SHAPE, dtype=torch.float64)
+    noise = StreamNoise(streams, SHAPE, torch.float64)
+    for t in range(n_steps, 0, -1):  # Ho et al.'s t = N..1, alpha index t - 1
+        time = torch.full((6,), t / n_steps, dtype=torch.float64)
+        eps = -(1 - alpha_bar[t - 1]).sqrt() * oracle(x, time)        # eps = -m score
+        mean = (x - beta[t - 1] / (1 - alpha_bar[t - 1]).sqrt() * eps) / alpha[t - 1].sqrt()
+        if t > 1:
+            beta_tilde = (1 - alpha_bar[t - 2]) / (1 - alpha_bar[t - 1]) * beta[t - 1]
+            x = mean + beta_tilde.sqrt() * noise()
+        else:
+            x = mean
+    torch.testing.assert_close(solution.x, x, rtol=1e-10, atol=1e-10)
+
+
+def test_ddpm_forward_variance_and_zero_terminal_snr():
+    """variance='forward' (sigma_t^2 = beta_t) matches the Gaussian marginal on the fine DDPM table;
+    at zero terminal SNR the ancestral step starts at t = T from an x0-prediction (finite posterior)."""
+    process = DiscreteVP(num_timesteps=200, beta_end=0.1)  # alpha_bar_N = 5e-5: the prior is p_T
+    oracle = gaussian_oracle(process, SHAPE)
+    solution = solve(SamplingProblem(oracle, process, SHAPE), solver="ddpm", steps=200, grid="leading",
+                     n=N_SAMPLES, seed=5, variance="forward")
+    assert_moments_match(solution.x, oracle, process.t_min)
+    with pytest.raises(UserError, match="ddpm variance must be 'posterior' or 'forward', got 'large'"):
+        solve(SamplingProblem(oracle, process, SHAPE), solver="ddpm", steps=3, variance="large")
+    zero_snr = DiscreteVP(num_timesteps=200, beta_end=0.1, zero_terminal_snr=True)
+    mu, v = 0.7, 0.4
+    problem = SamplingProblem(GaussianX0(zero_snr, mu, v), zero_snr, SHAPE, parametrization="x0")
+    solution = solve(problem, solver="ddpm", steps=100, grid="trailing", n=N_SAMPLES, seed=1)
+    exact = GaussianMixtureScore(zero_snr, torch.full((1, *SHAPE), mu), torch.full((1, *SHAPE), v))
+    assert_moments_match(solution.x, exact, zero_snr.t_min)

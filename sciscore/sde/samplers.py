@@ -24,6 +24,7 @@ import torch
 import torchdiffeq
 import torchsde
 
+from sciscore.errors import UserError
 from sciscore.sde.brownian import GridBrownian, SampleStreams, StreamNoise
 from sciscore.sde.processes import ForwardProcess, _per_sample
 from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE
@@ -161,6 +162,50 @@ def sample_edm(model, process, x, t_grid, streams: SampleStreams, save_index=(),
                 s_cur, s_hat = float(process.scale(t64)), float(process.scale(torch.tensor(t_hat, dtype=torch.float64)))
                 x_hat = s_hat / s_cur * x + s_hat * math.sqrt(sigma_hat**2 - sigma_cur**2) * s_noise * eps  # line 6
             x = heun_step(model, process, x_hat, t_hat, t_next)                     # lines 7-11
+        if callback is not None:
+            callback(i + 1, t_next, x)
+        if i + 1 in save_index:
+            saved[i + 1] = x
+    return x, [saved[k] for k in save_index]
+
+
+def ancestral_step(model, process: ForwardProcess, x, t, t_next, noise, variance: str = "posterior"):
+    """One ancestral step: a draw from q(x_next | x_t, x0 = x0_hat(x_t)) (Ho, Jain & Abbeel 2020,
+    eq. 6-7 and Algorithm 2 line 4), written for any x_t = s x0 + m eps (processes.py).
+
+    With a = s_t / s_next and b^2 = m_t^2 - a^2 m_next^2 (the forward kernel x_t | x_next is
+    N(a x_next, b^2)), the posterior is
+        mean = s_next b^2 / m_t^2 x0_hat + a m_next^2 / m_t^2 x_t,   var = b^2 m_next^2 / m_t^2.
+    For the DDPM table a^2 = alpha_t, b^2 = beta_t and var = beta_tilde_t (Ho et al. eq. 7); with
+    x0_hat from the eps prediction the mean is Ho et al.'s eq. 11. variance="forward" draws with
+    b^2 (Ho et al.'s sigma_t^2 = beta_t) instead. x0_hat = E[x0 | x_t] is finite at zero terminal
+    SNR (s_t = 0) for x0/v prediction, so the step may start there. noise: (B, C, H, W) N(0, I)."""
+    t64, n64 = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(t_next, dtype=torch.float64)
+    x0 = model.x0(x, _t_batch(t, x))
+    s, m = float(process.scale(t64)), float(process.marginal_std(t64))
+    s_next, m_next = float(process.scale(n64)), float(process.marginal_std(n64))
+    a = s / s_next
+    b2 = max(m**2 - a**2 * m_next**2, 0.0)  # >= 0 in exact arithmetic: m/s grows with t
+    mean = (s_next * b2 / m**2) * x0 + (a * m_next**2 / m**2) * x
+    var = b2 * m_next**2 / m**2 if variance == "posterior" else b2
+    return mean + math.sqrt(var) * noise
+
+
+def sample_ddpm(model, process, x, t_grid, streams: SampleStreams, save_index=(), variance="posterior",
+                callback=None):
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on any grid: ``ancestral_step`` from
+    each t_i to t_i+1, one noise draw a step. On a DiscreteVP with the full discrete grid
+    (steps = num_timesteps - 1, grid 'leading') and ``denoise=True`` (Algorithm 2's last step,
+    z = 0, is Tweedie's x0 at t = 1/N) it is Algorithm 2 exactly; on a coarser grid it is the
+    ancestral sampler of the skipped-step chain (DDIM with eta = 1, Song, Meng & Ermon 2021).
+    variance: "posterior" (beta_tilde, Ho et al.'s sigma_t^2 = beta_tilde_t) or "forward" (beta_t)."""
+    if variance not in ("posterior", "forward"):
+        raise UserError(f"ddpm variance must be 'posterior' or 'forward', got {variance!r}")
+    saved = {0: x} if 0 in save_index else {}
+    noise = StreamNoise(streams, x.shape[1:], x.dtype)
+    for i in range(len(t_grid) - 1):
+        t_cur, t_next = float(t_grid[i]), float(t_grid[i + 1])
+        x = ancestral_step(model, process, x, t_cur, t_next, noise(), variance)
         if callback is not None:
             callback(i + 1, t_next, x)
         if i + 1 in save_index:

@@ -86,6 +86,9 @@ TABLE = {s.name: s for s in (
     Solver("pc", f"{_SAMPLERS}:sample_pc", "predictor-corrector (Song et al. 2021, Alg. 2-3)", "sde",
            options={"snr": 0.16, "corrector_steps": 1, "callback": None}, strong_order=None, weak_order=None,
            default_steps=500),
+    Solver("ddpm", f"{_SAMPLERS}:sample_ddpm", "DDPM ancestral sampling (Ho et al. 2020, Alg. 2)", "sde",
+           options={"variance": "posterior", "callback": None}, strong_order=None, weak_order=None,
+           default_steps=1000, starts_at_zero_snr=True),
 )}
 SOLVERS = tuple(TABLE)
 TORCHSDE_SOLVERS = tuple(name for name, s in TABLE.items() if s.function.endswith(":sample_torchsde"))
