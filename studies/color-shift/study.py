@@ -24,7 +24,6 @@ t and z, the same for every network (paired), so the EMA and the raw weights are
 # no `from __future__ import annotations`: the runner may load this file without registering it in
 # sys.modules, and dataclasses then cannot resolve string annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -52,11 +51,11 @@ class Parameters:
     datasets: list = field(default_factory=lambda: list(DATASETS))
     sizes: list = field(default_factory=lambda: [32, 64, 128])
     networks: list = field(default_factory=lambda: list(NETWORKS))
-    train_fields: int = 512          # training fields per dataset and size
-    reference_fields: int = 256      # held-out fields: the data side of every comparison
-    samples: int = 256               # generated fields per network and weights
+    train_fields: int = 384          # training fields per dataset and size
+    reference_fields: int = 128      # held-out fields: the data side of every comparison
+    samples: int = 128               # generated fields per network and weights
     # training: the same budget and widths at every size (the U-Net depth is fixed too)
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 16
     channels: list = field(default_factory=lambda: [8, 16, 32, 64])
     num_residual: int = 2
@@ -67,12 +66,12 @@ class Parameters:
     ema_decay: float = 0.999         # the paper's EMA rate
     # sampling and evaluation
     solver: str = "ode-heun"
-    sampler_steps: int = 18
+    sampler_steps: int = 10
     sample_batch: int = 32
-    loss_draws: int = 4              # (t, z) draws per held-out field for the final loss terms
+    loss_draws: int = 2              # (t, z) draws per held-out field for the final loss terms
     kept_fields: int = 2             # generated fields per model written to NetCDF (largest size)
     # turbulence: sciscore's simulator (datasets/turbulence2d-64.toml's model), supersaturation
-    members: int = 64
+    members: int = 32
     spinup: float = 200.0
     spinup_resolution: int = 32
     relax: float = 10.0
@@ -180,6 +179,15 @@ def digits_fields(p: Parameters, size: int, seed: int):
     return subset(order[:p.train_fields]), subset(order[p.train_fields:p.train_fields + p.reference_fields])
 
 
+def data_key(p: Parameters, dataset: str, size: int, seed: int) -> str:
+    """What the training fields of (dataset, size) depend on: the cache key of their trainings."""
+    if dataset == "turbulence":
+        made = (p.members, p.spinup, p.spinup_resolution, p.relax, p.interval)
+    else:
+        made = (p.resampling, p.brightness_offset)
+    return json.dumps([dataset, size, seed, p.train_fields, p.reference_fields, *made])
+
+
 def _plain(ds: xr.Dataset, variable: str) -> xr.Dataset:
     """One variable on (sample, y, x), in memory, samples renumbered."""
     out = ds[[variable]].drop_vars([c for c in ds.coords if c not in ("y", "x")])
@@ -206,14 +214,14 @@ def training_config(p: Parameters, variable: str, network: str, periodic: bool, 
     }
 
 
-def train_cached(config: dict, run_dir: Path, data: xr.Dataset, data_key: str) -> None:
+def train_cached(config: dict, run_dir: Path, data: xr.Dataset, key_of_data: str) -> None:
     """Train unless `run_dir` already holds this run (same configuration and data), finished."""
     from sciscore.checkpoint import read_checkpoint
     from sciscore.train import train
 
     key_file = run_dir / "study-key.json"
     key = json.dumps({"config": {k: v for k, v in config.items() if k != "training"} | {
-        "training": {k: v for k, v in config["training"].items() if k not in ("device", "quiet")}}, "data": data_key},
+        "training": {k: v for k, v in config["training"].items() if k not in ("device", "quiet")}}, "data": key_of_data},
         sort_keys=True)
     if key_file.is_file() and key_file.read_text() == key:
         try:
@@ -280,11 +288,9 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
         if dataset == "turbulence":
             variable, periodic = "supersaturation", True
             train_data, reference = turbulence_fields(p, size, seed, device, cache, progress)
-            data_key = f"turbulence-{size}-seed{seed}-{p.members}-{p.spinup}-{p.relax}-{p.interval}-{p.train_fields}-{p.reference_fields}"
         else:
             variable, periodic = "intensity", False
             train_data, reference = digits_fields(p, size, seed)
-            data_key = f"digits-{size}-seed{seed}-{p.resampling}-{p.brightness_offset}-{p.train_fields}-{p.reference_fields}"
         ref_means = reference[variable].mean(("y", "x")).values
         half = len(ref_means) // 2
         floors[(dataset, size)] = color_shift_score(ref_means[:half], ref_means[half:2 * half]).score
@@ -292,7 +298,7 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
         for network in p.networks:
             run_dir = cache / "runs" / f"{dataset}-{size}-{network}"
             config = training_config(p, variable, network, periodic, seed, device, quiet=True)
-            train_cached(config, run_dir, train_data, data_key)
+            train_cached(config, run_dir, train_data, data_key(p, dataset, size, seed))
             curves[(dataset, size, network)] = loss_curve(run_dir)
             for ema in (True, False):
                 model = sciscore.load_model(run_dir, ema=ema, device=device)
@@ -463,6 +469,7 @@ def plot_mean_loss_vs_size(p: Parameters, rows: list, path: Path) -> Path:
                 values = [_row(rows, dataset, s, network, ema)["mean_loss"] for s in p.sizes]
                 ax.loglog(sizes, values, "o-", color=STYLE[network], label=network)
             ax.loglog(sizes, 1.0 / sizes ** 2, ":", color="0.4", label="1/N (zero-mean output)")
+            ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.set_xticks(sizes, [str(s) for s in sizes])
             ax.set_xlabel("image size")
             ax.set_title(f"{dataset}: final mean term ({'EMA' if ema else 'raw'} weights)", fontsize=9)
