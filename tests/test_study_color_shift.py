@@ -126,6 +126,10 @@ def test_turbulence_reference_members_are_held_out_whole(tmp_path):
         held_out = members >= 6 - 2
         np.testing.assert_array_equal(ds["supersaturation"].values[~held_out][:20], train["supersaturation"].values)
         np.testing.assert_array_equal(ds["supersaturation"].values[held_out][:8], reference["supersaturation"].values)
+    stamp = (tmp_path / "turbulence-16-seed0.nc").stat().st_mtime_ns
+    again, _ = study.turbulence_fields(p, 16, seed=0, device="cpu", cache=tmp_path, progress=False)
+    assert (tmp_path / "turbulence-16-seed0.nc").stat().st_mtime_ns == stamp  # the cache is reused
+    xr.testing.assert_identical(again, train)
 
 
 @pytest.mark.parametrize("bad", [{"sizes": [64, 32]}, {"networks": ["independent"]}, {"datasets": ["mnist"]},

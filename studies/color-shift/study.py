@@ -135,12 +135,11 @@ def turbulence_fields(p: Parameters, size: int, seed: int, device: str, cache: P
         "spinup_resolution": min(p.spinup_resolution, size), "relax": p.relax, "interval": p.interval,
         "device": device, "threads": None, "name": f"color-shift-{size}"}   # threads: the caller's
     recipe = Recipe(**options)
-    if path.is_file():
-        ds = xr.open_dataset(path).load()
-        if ds.attrs.get("recipe_samples") != recipe.samples or ds.attrs.get("recipe_spinup") != recipe.spinup:
-            ds = None
-    else:
-        ds = None
+    ds = None
+    if path.is_file():  # the cache: reused only if made by the same recipe
+        with xr.open_dataset(path) as cached:
+            if all(cached.attrs.get(key) == value for key, value in recipe.to_attrs().items()):
+                ds = cached.load()
     if ds is None:
         from sciscore.fields import write_fields
         ds = simulate_dataset(recipe, progress=progress)[["supersaturation"]]
@@ -191,6 +190,7 @@ def data_key(p: Parameters, dataset: str, size: int, seed: int) -> str:
 def _plain(ds: xr.Dataset, variable: str) -> xr.Dataset:
     """One variable on (sample, y, x), in memory, samples renumbered."""
     out = ds[[variable]].drop_vars([c for c in ds.coords if c not in ("y", "x")])
+    out.attrs = {}  # the same whether simulated now or read from the cache
     return out.assign_coords(sample=np.arange(out.sizes["sample"])).load()
 
 
