@@ -103,11 +103,14 @@ def test_digits_upsampling_keeps_each_image_mean_plus_its_offset():
 
     study = load_study()
     p = study.Parameters(train_fields=100, reference_fields=50, brightness_offset=0.0)
-    train, reference = study.digits_fields(p, 16, seed=0)
-    means = np.sort(train["intensity"].mean(("y", "x")).values)
     original = load_digits().images / 16.0
     order = np.random.default_rng(study._split_seed(0, 1)).permutation(len(original))
-    np.testing.assert_allclose(means, np.sort(original[order[:100]].mean(axis=(1, 2))), atol=1e-6)
+    for size in (16, 128):
+        train, reference = study.digits_fields(p, size, seed=0)
+        assert train["intensity"].shape == (100, size, size) and reference.sizes["sample"] == 50
+        np.testing.assert_allclose(train["intensity"].mean(("y", "x")).values,
+                                   original[order[:100]].mean(axis=(1, 2)), atol=1e-6)
+    train, _ = study.digits_fields(p, 16, seed=0)
     shifted, _ = study.digits_fields(study.Parameters(train_fields=100, reference_fields=50), 16, seed=0)
     offsets = shifted["intensity"].mean(("y", "x")).values - train["intensity"].mean(("y", "x")).values
     assert np.abs(offsets).max() <= 0.25 and offsets.std() > 0.1

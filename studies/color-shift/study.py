@@ -340,7 +340,7 @@ def _row(rows, dataset, size, network, ema):
 
 
 def judge(p: Parameters, rows: list, records: dict, floors: dict) -> tuple[dict, str]:
-    """The paper's three claims, per dataset, from the table (module docstring of README.md)."""
+    """The paper's claims, per dataset, from the table (README.md: Verdicts), and the headline."""
     verdicts, parts = {}, []
     small, large = p.sizes[0], p.sizes[-1]
     bypasses = [n for n in p.networks if n != "baseline"]
