@@ -125,6 +125,15 @@ def test_bad_study_toml_names_the_file_and_key(tmp_path, capsys, old, new, named
     assert "study.toml" in err and named in err
 
 
+def test_a_broken_study_fails_list_but_not_the_run_of_another(tmp_path, capsys):
+    write_study(tmp_path)
+    write_study(tmp_path, name="broken", toml=TOY_TOML.replace("[quick]", "[quik]"))
+    studies = str(tmp_path / "studies")
+    assert main(["study", "list", "--studies-dir", studies]) == 2
+    assert "broken" in one_error_line(capsys)
+    assert main(["study", "run", "toy", "--studies-dir", studies, "-o", str(tmp_path / "out"), "-q"]) == 0
+
+
 def test_study_without_study_py(tmp_path):
     folder = write_study(tmp_path)
     (folder / "study.py").unlink()

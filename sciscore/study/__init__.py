@@ -41,7 +41,8 @@ class StudyResult:
 
 # after StudyResult: the runner imports it
 from sciscore.study.runner import (Study, StudyDefinitionError, find_studies_dir, get_study,  # noqa: E402
-                                   import_study_module, list_studies, load_study, read_table, run_study)
+                                   import_study_module, list_studies, load_study, read_table, run_study,
+                                   study_names)
 
-__all__ = ["StudyResult", "Study", "StudyDefinitionError", "find_studies_dir", "get_study", "import_study_module", "list_studies",
-           "load_study", "read_table", "run_study"]
+__all__ = ["StudyResult", "Study", "StudyDefinitionError", "find_studies_dir", "get_study", "import_study_module",
+           "list_studies", "load_study", "read_table", "run_study", "study_names"]

@@ -141,21 +141,26 @@ def load_study(directory: str | os.PathLike) -> Study:
                  paper=head["paper"].strip(), columns=tuple(columns), full=data["full"], quick=data["quick"])
 
 
+def study_names(studies_dir: str | os.PathLike) -> list[str]:
+    """The names of the folders of `studies_dir` that have a study.toml, sorted (other folders,
+    such as benchmarks, are not studies)."""
+    return sorted(folder.name for folder in Path(studies_dir).iterdir()
+                  if folder.is_dir() and (folder / DEFINITION).is_file())
+
+
 def list_studies(studies_dir: str | os.PathLike) -> list[Study]:
-    """Every folder of `studies_dir` that has a study.toml, sorted by name (other folders, such as
-    benchmarks, are not studies)."""
-    studies_dir = Path(studies_dir)
-    return [load_study(folder) for folder in sorted(studies_dir.iterdir())
-            if folder.is_dir() and (folder / DEFINITION).is_file()]
+    """Every study of `studies_dir`, sorted by name, each validated."""
+    return [load_study(Path(studies_dir) / name) for name in study_names(studies_dir)]
 
 
 def get_study(name: str, studies_dir: str | os.PathLike) -> Study:
-    """The study `name` of `studies_dir`; an unknown name is an error listing the known ones."""
-    studies = {study.name: study for study in list_studies(studies_dir)}
-    if name not in studies:
-        known = ", ".join(studies) or "none"
-        raise UserError(f"no study {name!r} in {studies_dir} (known: {known}); see 'sciscore study list'")
-    return studies[name]
+    """The study `name` of `studies_dir` (only its own study.toml is read); an unknown name is an
+    error listing the known ones."""
+    names = study_names(studies_dir)
+    if name not in names:
+        raise UserError(f"no study {name!r} in {studies_dir} (known: {', '.join(names) or 'none'}); "
+                        "see 'sciscore study list'")
+    return load_study(Path(studies_dir) / name)
 
 
 # ---------------------------------------------------------------------------------------------
