@@ -53,6 +53,19 @@ def test_bad_params_are_named(study, tmp_path):
         study.run({**TINY, "steps": "ten"}, seed=0, out=tmp_path, device="cpu", progress=False)
 
 
+def test_full_and_quick_params_make_valid_training_configs(study):
+    from sciscore.train import config_from_dict
+
+    definition = load_study(STUDY)
+    for params in (definition.full, definition.quick):
+        config = config_from_dict(study.training_config(study.parse_params(params), "coupled", 1, "cpu", False))
+        assert config.training.steps == params["steps"]
+        # no validation split and no quality monitor (it needs held-out fields): the study measures samples itself
+        assert config.data.validation_fraction == 0 and config.training.monitor_every == 0
+    assert definition.full["steps"] == 3000 and definition.full["train_fields"] == 2048
+    assert definition.full["samples"] == 512 and definition.full["sampler_steps"] == 40
+
+
 def test_tiny_run_table_matches_the_fields_it_wrote(study, tmp_path):
     import xarray as xr
 

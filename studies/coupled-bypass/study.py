@@ -111,7 +111,8 @@ def training_config(p: Params, mode: str, seed: int, device: str, progress: bool
                     "bypass_width": p.bypass_width, "padding": "circular", "mean_bypass": mode},
         "optimizer": {"learning_rate": p.learning_rate, "warmup_steps": p.warmup_steps},
         "training": {"steps": p.steps, "batch_size": p.batch_size, "seed": seed, "log_every": max(1, p.steps // 30),
-                     "checkpoint_every": p.steps, "validation_every": 0, "device": device, "quiet": not progress},
+                     "checkpoint_every": p.steps, "validation_every": 0, "monitor_every": 0, "device": device,
+                     "quiet": not progress},
     }
 
 
