@@ -197,7 +197,7 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
         for mode in MODELS:
             fields, logs[mode] = train_and_sample(p, mode, data, seed_of, device, progress, Path(scratch) / mode)
             panels[mode] = fields
-            generated = reference.isel(sample=slice(0, p.samples)).copy(data={"q": fields})
+            generated = reference.copy(data={"q": fields})  # the grid and attributes of the data
             write_fields(generated, out / f"generated_{mode}.nc", overwrite=True,
                          title=f"coupled-bypass study: {p.samples} fields from the {mode}-bypass model",
                          source=f"sciscore study run coupled-bypass (seed {seed}): probability-flow ODE (Heun, "
