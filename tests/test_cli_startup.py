@@ -34,15 +34,18 @@ print(json.dumps(report))
 """
 
 
+NESTED = (("study", "list"), ("study", "run"))  # subcommands with actions of their own
+
+
 @pytest.fixture(scope="module")
 def help_report():
-    commands = [[]] + [[name] for name in SUBCOMMANDS]
+    commands = [[]] + [[name] for name in SUBCOMMANDS] + [list(command) for command in NESTED]
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), json.dumps(commands)],
                           capture_output=True, text=True, check=True)
     return {" ".join(entry["command"]): entry for entry in json.loads(done.stdout)}
 
 
-@pytest.mark.parametrize("command", [""] + list(SUBCOMMANDS))
+@pytest.mark.parametrize("command", [""] + list(SUBCOMMANDS) + [" ".join(command) for command in NESTED])
 def test_help_imports_no_heavy_module(help_report, command):
     entry = help_report[command]
     assert entry["status"] == 0

@@ -13,7 +13,8 @@ A study lives in `studies/NAME/` of a sciscore checkout:
 
 `run` drives sciscore only through its public API (or CLI), draws every random number from
 `seed`, writes its figures and any NetCDF of generated fields under `out`, and returns the rows
-of the table; the runner writes `out/table.csv` (columns as in study.toml) and prints the headline.
+of the table; the runner (`sciscore.study.runner`, the engine of `sciscore study`) checks them
+against the columns, writes `out/table.csv` and `out/run.json` and prints the headline.
 """
 
 from __future__ import annotations
@@ -38,4 +39,10 @@ class StudyResult:
     verdicts: dict[str, bool | None] = field(default_factory=dict)
 
 
-__all__ = ["StudyResult"]
+# after StudyResult: the runner imports it
+from sciscore.study.runner import (Study, StudyDefinitionError, find_studies_dir, get_study,  # noqa: E402
+                                   import_study_module, list_studies, load_study, read_table, run_study,
+                                   study_names)
+
+__all__ = ["StudyResult", "Study", "StudyDefinitionError", "find_studies_dir", "get_study", "import_study_module",
+           "list_studies", "load_study", "read_table", "run_study", "study_names"]
