@@ -39,6 +39,7 @@ import torch
 import xarray as xr
 
 from sciscore.diagnostics.distances import color_shift_score
+from sciscore.errors import UserError
 from sciscore.sde import SamplingProblem, solve, time_grid
 from sciscore.study import StudyResult
 from sciscore.train import config_from_dict, load_checkpoint, train
@@ -96,7 +97,7 @@ def predicted_range_ratio(process, t_start: float, pixels: int, mean_variance: f
     return math.sqrt(prior / (s**2 * mean_variance + m**2 / pixels))
 
 
-def _config(model: str, params: dict, seed: int) -> dict:
+def _config(model: str, params: dict, seed: int, device: str, progress: bool) -> dict:
     schedule, zero_snr, prediction, _ = MODELS[model]
     if schedule == "ve":
         process = {"name": "ve", "sigma_min": 0.01, "sigma_max": "auto"}
@@ -116,7 +117,7 @@ def _config(model: str, params: dict, seed: int) -> dict:
         "optimizer": {"learning_rate": params["learning_rate"], "warmup_steps": 100},
         "training": {"steps": params["train_steps"], "batch_size": params["batch_size"], "seed": seed,
                      "log_every": 100, "checkpoint_every": params["train_steps"], "validation_every": 0,
-                     "monitor_every": 0, "device": "cpu", "quiet": True},
+                     "monitor_every": 0, "device": device, "quiet": not progress},
     }
 
 
@@ -186,7 +187,6 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
     models = list(params["models"])
     unknown = [m for m in models if m not in MODELS]
     if unknown:
-        from sciscore.errors import UserError
         raise UserError(f"unknown zero-snr model(s) {unknown}; expected some of {list(MODELS)}")
 
     rows, all_means, kept, labels, info = [], [], [], [], {}
@@ -194,16 +194,15 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
         schedule, zero_snr, prediction, spacings = MODELS[model]
         clock = time.process_time()
         with tempfile.TemporaryDirectory(prefix=f"zero-snr-{model}-") as run_dir:  # checkpoints are not kept
-            trained = train(_config(model, params, seed), run_dir, dataset=data)
+            trained = train(_config(model, params, seed, device, progress), run_dir, dataset=data)
             network, saved = load_checkpoint(run_dir, ema=True, device=device)
         train_cpu = time.process_time() - clock
         process, normalizer = saved.process, saved.normalizer
         mean_variance = float(np.var(data_means)) / normalizer.mean_scale[0] ** 2  # in the network's units
         for spacing in spacings:
             clock = time.process_time()
-            grid = "karras" if spacing == "karras" else spacing
             solution = solve(_problem(network, process, shape), solver="ode-heun", steps=params["sample_steps"],
-                             n=params["samples"], seed=seed, batch_size=256, grid=grid, denoise=True,
+                             n=params["samples"], seed=seed, batch_size=256, grid=spacing, denoise=True,
                              progress=progress, device=device)
             generated = normalizer.invert(solution.x.numpy().astype(np.float64))[:, 0]
             means = generated.mean(axis=(-2, -1))
@@ -215,7 +214,7 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
             all_means.append(means)
             kept.append(generated[:KEPT_FIELDS].astype(np.float32))
             labels.append(f"{model}/{spacing}")
-            t_start = float(time_grid(process, params["sample_steps"], grid)[0])
+            t_start = float(time_grid(process, params["sample_steps"], spacing)[0])
             predicted = (predicted_range_ratio(process, t_start, size * size, mean_variance)
                          if math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))) else 1.0)
             info[labels[-1]] = {"train_cpu_seconds": train_cpu, "final_training_loss": trained.last_loss, "sample_cpu_seconds": time.process_time() - clock,
@@ -237,9 +236,10 @@ def run(params: dict, *, seed: int, out: Path, device: str, progress: bool) -> S
 
     figures = [out / "mean_histograms.png", out / "examples.png"]
     _plot_histograms(data_means, rows, all_means, figures[0])
-    first = [(label, fields) for label, fields in zip(labels, kept) if label.split("/")[1] in
-             (MODELS[label.split("/")[0]][3][0],)]
-    _plot_examples(reference[:KEPT_FIELDS * 8], first, figures[1])
+    # each model with its first spacing (the paper's recommended one for the zero-SNR model)
+    first = [(label, fields) for label, fields in zip(labels, kept)
+             if label.split("/")[1] == MODELS[label.split("/")[0]][3][0]]
+    _plot_examples(reference[:KEPT_FIELDS], first, figures[1])
 
     def pick(label_prefix, spacings):
         return [r for r, lab in zip(rows, labels) if lab.split("/")[0] == label_prefix and r["spacing"] in spacings]
