@@ -27,7 +27,7 @@ finite also where the signal scale s is 0 (zero terminal SNR, Lin et al. 2024, s
 There the "edm" network's denoiser is D = sigma_data F; for VP with sigma_data = 1 its raw output
 is F = m x0 - s z = -v, v-prediction (Salimans & Ho 2022), and ``ScoreNetwork.denoise`` returns D.
 
-With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, Deck &
+With the mean bypass the spatial mean (here m) of x_hat is split off (Reynolds decomposition, Deck &
 Bischoff 2023, eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
 m / sqrt(sigma_mean^2 + sigma^2 / n), the mean of x_hat in units of its own std, and its output
 is divided by sqrt(n), n = H W (eq. 15).
