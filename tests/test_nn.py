@@ -173,6 +173,66 @@ def test_preconditioner_owns_the_sigma_scalings(preconditioning, label):
     with torch.no_grad():
         net.unet.project.weight.zero_(), net.unet.project.bias.zero_()
     x = torch.randn(3, 1, 8, 8)
-    expected = (c_skip - 1)[:, None, None, None] * x / sigma[:, None, None, None] if preconditioning == "edm" else 0 * x
+    # (c_skip - 1) / sigma = -sigma / (sigma^2 + sigma_data^2), in float64: c_skip - 1 in float32 cancels
+    # (7e-6 relative at sigma = 0.02), which the network's form -m / r^2 avoids
+    sigma64 = process.sigma(t.double())[:, None, None, None]
+    expected = (-sigma64 * x.double() / (sigma64**2 + 0.49)).float() if preconditioning == "edm" else 0 * x
     torch.testing.assert_close(net(x, t), expected, rtol=1e-6, atol=1e-7)
     assert not list(net.preconditioner.parameters()) and not net.preconditioner.state_dict()  # nothing saved
+
+
+def test_edm_preconditioning_is_finite_at_zero_terminal_snr():
+    """On DiscreteVP(zero_terminal_snr=True), s(1) = 0 and sigma(1) = inf: the "edm" network's
+    output (s D - x)/m is -x there and its denoiser D = sigma_data F; at s > 0, D is Tweedie's
+    (x + m output)/s (network.py docstring)."""
+    from sciscore.sde.processes import DiscreteVP
+
+    process = DiscreteVP(zero_terminal_snr=True)
+    net = make(process, preconditioning="edm", mean_bypass="none", sigma_data=1.0)
+    x = torch.randn(3, 1, 8, 8)
+    t_end = torch.ones(3)
+    with torch.no_grad():
+        out, d = net(x, t_end), net.denoise(x, t_end)
+        raw = net._raw(x, t_end, None)[1]
+    assert torch.isfinite(out).all() and torch.isfinite(d).all()
+    torch.testing.assert_close(out, -x, rtol=1e-6, atol=1e-6)  # -(x - mean) - mean: round-off only
+    torch.testing.assert_close(d, raw, rtol=1e-6, atol=1e-7)  # sigma_data F with sigma_data = 1
+    t = torch.tensor([0.05, 0.5, 0.97])  # in float64: Tweedie's division by s ~ 0.01 amplifies round-off
+    s = process.scale(t).double()[:, None, None, None]
+    m = process.marginal_std(t).double()[:, None, None, None]
+    net, x = net.double(), x.double()
+    with torch.no_grad():
+        tweedie = (x + m * net(x, t)) / s
+        torch.testing.assert_close(net.denoise(x, t), tweedie, rtol=1e-9, atol=1e-9)
+
+
+def test_edm_preconditioning_on_vp_predicts_minus_v():
+    """EDM's F target (x0 - c_skip x_hat)/c_out with sigma_data = 1 on VP is -v = m x0 - s z
+    (Salimans & Ho 2022): a network whose raw output is exactly -v denoises exactly."""
+    from sciscore.sde.processes import DiscreteVP
+
+    process = DiscreteVP(zero_terminal_snr=True)
+    net = make(process, preconditioning="edm", mean_bypass="none", sigma_data=1.0)
+    x0, z = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    t = torch.tensor([1.0, 0.9, 0.4, 0.01])
+    scalings = net.preconditioner(t, torch.float32)
+    s = scalings.scale[:, None, None, None]
+    m = scalings.marginal_std[:, None, None, None]
+    x = s * x0 + m * z
+    minus_v = m * x0 - s * z
+    torch.testing.assert_close(net.preconditioner.denoised(x, minus_v, scalings), x0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net.preconditioner.output(x, minus_v, torch.zeros_like(x[..., :1, :1]), scalings,
+                                                         split=False)[0], -z, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_terminal_snr_network_samples_from_t_max():
+    """An "edm" network on a zero-terminal-SNR process samples from t = T (trailing grid) through
+    its denoiser; the first step is DDIM's x' = s' D + m' x (s = 0, m = 1 at T)."""
+    from sciscore.sde import SamplingProblem, solve
+    from sciscore.sde.processes import DiscreteVP
+
+    process = DiscreteVP(zero_terminal_snr=True)
+    net = make(process, preconditioning="edm", mean_bypass="none", sigma_data=1.0)
+    problem = SamplingProblem(net.denoise, process, (1, 8, 8), parametrization="x0")
+    solution = solve(problem, solver="ode-heun", grid="trailing", steps=5, n=3, seed=0)
+    assert torch.isfinite(solution.x).all() and solution.x.abs().max() > 0

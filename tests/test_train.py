@@ -279,6 +279,22 @@ def test_other_processes_and_losses_train(tmp_path, process, loss, preconditioni
     assert saved.process.name == process and network.process.name == process
 
 
+def test_zero_terminal_snr_v_model_trains_and_refuses_the_monitor(tmp_path):
+    """Lin et al. 2024's recipe (rescaled schedule, v-prediction through the EDM preconditioning)
+    trains with finite losses; the quality monitor, which cannot start at sigma(T) = inf, is refused."""
+    config = {
+        "data": {"variables": ["s"], "validation_fraction": 0.25},
+        "network": {**TINY, "preconditioning": "edm", "mean_bypass": "none"},
+        "process": {"name": "discrete-vp", "zero_terminal_snr": True}, "loss": {"kind": "v"},
+        "training": {"steps": 3, "batch_size": 4, "log_every": 1, "validation_every": 3, "device": "cpu", "quiet": True},
+    }
+    result = train(config_from_dict(config), tmp_path / "run", dataset=fields())
+    assert result.skipped == 0 and math.isfinite(result.last_loss) and math.isfinite(result.validation_loss)
+    config["training"]["monitor_every"] = 2
+    with pytest.raises(UserError, match="monitor_every = 0"):
+        train(config_from_dict(config), tmp_path / "monitored", dataset=fields())
+
+
 def test_sigma_binned_loss_means():
     from sciscore.train import SigmaBinnedLoss
     process = VE(sigma_min=0.01, sigma_max=100.0)

@@ -17,7 +17,17 @@ preconditioning "c_in" (default): output = F(c_in x_hat'; c_noise), the network 
 preconditioning "edm": D = c_skip x_hat + c_out F  and  output = (D - x_hat) / sigma  (EDM eq. 7).
 preconditioning "none": CliMAgen's, F sees x_hat itself.
 
-With the mean bypass the spatial mean m of x_hat is split off (Reynolds decomposition, Deck &
+The scalings act on x itself, written with s and the marginal std m = s sigma
+(r = sqrt(s^2 sigma_data^2 + m^2) = s sqrt(sigma_data^2 + sigma^2)):
+
+    c_in x_hat = x / r,    D = (s sigma_data^2 / r^2) x + (m sigma_data / r) F,
+    output ("edm") = (s D - x) / m = -(m / r^2) x + (s sigma_data / r) F,
+
+finite also where the signal scale s is 0 (zero terminal SNR, Lin et al. 2024, section 3.1).
+There the "edm" network's denoiser is D = sigma_data F; for VP with sigma_data = 1 its raw output
+is F = m x0 - s z = -v, v-prediction (Salimans & Ho 2022), and ``ScoreNetwork.denoise`` returns D.
+
+With the mean bypass the spatial mean (here m) of x_hat is split off (Reynolds decomposition, Deck &
 Bischoff 2023, eq. 11): the U-Net sees x_hat - m and its output is de-meaned (eq. 14); the bypass sees
 m / sqrt(sigma_mean^2 + sigma^2 / n), the mean of x_hat in units of its own std, and its output
 is divided by sqrt(n), n = H W (eq. 15).
@@ -119,6 +129,8 @@ class Scalings:
     c_noise: torch.Tensor    # noise label fed to the time embedding
     c_skip: torch.Tensor     # EDM skip weight (used with preconditioning "edm")
     c_out: torch.Tensor      # EDM output scale (used with preconditioning "edm")
+    marginal_std: torch.Tensor  # m = s sigma, the std of x given x0 (finite where sigma is not)
+    input_scale: torch.Tensor   # c_in / s = 1 / sqrt(s^2 sigma_data^2 + m^2) ("none": 1 / s): U-Net input = x times it
 
 
 class Preconditioner(nn.Module):
@@ -141,32 +153,46 @@ class Preconditioner(nn.Module):
         """Scalings at t (B,) float32."""
         sigma = self.process.sigma(t).to(dtype)
         scale = self.process.scale(t).to(dtype)
+        m = self.process.marginal_std(t).to(dtype)
         c_skip, c_out, c_in, log_label = edm_preconditioning(sigma, self.sigma_data)
         if self.kind == "none":  # CliMAgen's: the U-Net sees x_hat itself
             c_in = torch.ones_like(c_in)
+            input_scale = 1 / scale
+        else:
+            input_scale = 1 / torch.sqrt(scale**2 * self.sigma_data**2 + m**2)
         c_noise = t if self.label_kind == "time" else log_label
-        return Scalings(sigma, scale, c_in, c_noise, c_skip, c_out)
+        return Scalings(sigma, scale, c_in, c_noise, c_skip, c_out, m, input_scale)
 
-    def mean_input(self, m: torch.Tensor, s: Scalings, n: int) -> torch.Tensor:
-        """The spatial means m (B, C) of x_hat in units of their own std, sqrt(sigma_mean^2 + sigma^2/n)."""
-        return m / torch.sqrt(self.sigma_data_mean ** 2 + s.sigma[:, None] ** 2 / n)
+    def mean_input(self, mean_x: torch.Tensor, s: Scalings, n: int) -> torch.Tensor:
+        """The spatial means (B, C) of x_hat = x / s in units of their own std sqrt(sigma_mean^2 +
+        sigma^2/n), from the means of x: mean_x / sqrt(s^2 sigma_mean^2 + m^2 / n)."""
+        scale, m = s.scale[:, None], s.marginal_std[:, None]
+        return mean_x / torch.sqrt(scale**2 * self.sigma_data_mean ** 2 + m**2 / n)
 
-    def output(self, x_hat: torch.Tensor, fluct: torch.Tensor, mean: torch.Tensor, s: Scalings, split: bool):
-        """The network output sigma * score from the raw prediction F = fluct + mean.
+    def output(self, x: torch.Tensor, fluct: torch.Tensor, mean: torch.Tensor, s: Scalings, split: bool):
+        """The network output sigma * score at x (B, C, H, W) from the raw prediction F = fluct + mean.
 
         "c_in", "none": F itself (the network predicts -z). "edm": D = c_skip x_hat + c_out F, and
-        output = (D - x_hat) / sigma (Karras et al. 2022, eq. 7), split into the same two parts;
-        with `split` False everything goes into the first part."""
+        output = (D - x_hat) / sigma (Karras et al. 2022, eq. 7) = -(m / r^2) x + (s sigma_data / r) F
+        (module docstring), split into the same two parts; with `split` False everything goes
+        into the first part."""
         if self.kind != "edm":
             return fluct, mean
-        sigma = s.sigma[:, None, None, None]
-        c_skip, c_out = s.c_skip[:, None, None, None], s.c_out[:, None, None, None]
-        x_mean = x_hat.mean(dim=(-2, -1), keepdim=True)
-        fluct = ((c_skip - 1) * (x_hat - x_mean) + c_out * fluct) / sigma
-        mean = ((c_skip - 1) * x_mean + c_out * mean) / sigma
+        scale, m = s.scale[:, None, None, None], s.marginal_std[:, None, None, None]
+        inv_r = s.input_scale[:, None, None, None]
+        x_mean = x.mean(dim=(-2, -1), keepdim=True)
+        fluct = -m * inv_r**2 * (x - x_mean) + scale * self.sigma_data * inv_r * fluct
+        mean = -m * inv_r**2 * x_mean + scale * self.sigma_data * inv_r * mean
         if not split:
             fluct, mean = fluct + mean, torch.zeros_like(mean)
         return fluct, mean
+
+    def denoised(self, x: torch.Tensor, raw: torch.Tensor, s: Scalings) -> torch.Tensor:
+        """The "edm" denoiser D = E[x0 | x_t] from the raw prediction F (both (B, C, H, W)):
+        (s sigma_data^2 / r^2) x + (m sigma_data / r) F, finite where s = 0 (module docstring)."""
+        scale, m = s.scale[:, None, None, None], s.marginal_std[:, None, None, None]
+        inv_r = s.input_scale[:, None, None, None]
+        return scale * self.sigma_data**2 * inv_r**2 * x + m * self.sigma_data * inv_r * raw
 
 
 class ScoreNetwork(nn.Module):
@@ -213,60 +239,83 @@ class ScoreNetwork(nn.Module):
                 raise ValueError(f"expected context of shape (B, {c.context_channels}, {x.shape[-2]}, {x.shape[-1]})")
 
     # ------------------------------------------------------------------------------------------
-    def reynolds_parts(self, x_hat: torch.Tensor, s: Scalings, emb: torch.Tensor, context: torch.Tensor | None):
-        """The raw prediction F split as x_hat is (Reynolds decomposition, Deck & Bischoff 2023,
+    def reynolds_parts(self, x: torch.Tensor, s: Scalings, emb: torch.Tensor, context: torch.Tensor | None):
+        """The raw prediction F split as x is (Reynolds decomposition, Deck & Bischoff 2023,
         eq. 11): the U-Net sees the fluctuation c_in (x_hat - m), its output is de-meaned (eq. 14);
         the bypass sees the preconditioned mean and predicts sqrt(n) times the mean of F (eq. 15).
-        Without a bypass the U-Net sees c_in x_hat and the mean part is zero. Returns (B, C, H, W)
-        and (B, C, 1, 1)."""
+        Without a bypass the U-Net sees c_in x_hat and the mean part is zero. x_hat = x / s enters
+        only through the scalings of x (module docstring). Returns (B, C, H, W) and (B, C, 1, 1)."""
         c = self.config
-        n = x_hat.shape[-2] * x_hat.shape[-1]
-        c_in = s.c_in[:, None, None, None]
+        n = x.shape[-2] * x.shape[-1]
+        input_scale = s.input_scale[:, None, None, None]
         use_bypass = self.bypass is not None
         if use_bypass:
-            m = x_hat.mean(dim=(-2, -1))                                   # (B, C)
-            field_in = x_hat - m[:, :, None, None]
+            m = x.mean(dim=(-2, -1))                                       # (B, C)
+            field_in = x - m[:, :, None, None]
             m_in = self.preconditioner.mean_input(m, s, n)
         else:
-            field_in = x_hat
-        unet_in = c_in * field_in
+            field_in = x
+        unet_in = input_scale * field_in
         if c.context_channels:
             unet_in = torch.cat([unet_in, context.to(unet_in.dtype)], dim=1)
         unet_emb = emb if self.mean_embedding is None else emb + self.mean_embedding(m_in)
         out, pooled = self.unet(unet_in, unet_emb, pooled=self.mean_embedding is not None)
-        out = out.to(x_hat.dtype)
+        out = out.to(x.dtype)
         if not use_bypass:
             return out, torch.zeros_like(out[:, :, :1, :1])
         fluct = out - out.mean(dim=(-2, -1), keepdim=True)                   # eq. 14
         bypass_in = m_in if not c.context_channels else torch.cat([m_in, context.mean(dim=(-2, -1)).to(m_in.dtype)], 1)
-        mean = (self.bypass(bypass_in, emb, pooled).to(x_hat.dtype) / math.sqrt(n))[:, :, None, None]  # eq. 15
+        mean = (self.bypass(bypass_in, emb, pooled).to(x.dtype) / math.sqrt(n))[:, :, None, None]  # eq. 15
         return fluct, mean
 
-    def constant_mean_parts(self, x_hat: torch.Tensor, s: Scalings, fluct: torch.Tensor, mean: torch.Tensor):
-        """Constant-mean channels: E[m0 | x_t] = c, so mean(sigma * score) = -(m - c) / sigma exactly."""
+    def constant_mean_parts(self, x: torch.Tensor, s: Scalings, fluct: torch.Tensor, mean: torch.Tensor):
+        """Constant-mean channels: E[m0 | x_t] = c, so mean(sigma * score) = -(mean(x) - s c) / m exactly."""
         if not self.has_constant_means:
             return fluct, mean
-        exact = -(x_hat.mean(dim=(-2, -1)) - self.constant_value) / s.sigma[:, None]
+        exact = -(x.mean(dim=(-2, -1)) - s.scale[:, None] * self.constant_value) / s.marginal_std[:, None]
         mask = self.constant_mask[None, :, None, None]
         if self.bypass is None:  # move the mean of the U-Net output out of the fluctuation part
             fluct = torch.where(mask, fluct - fluct.mean(dim=(-2, -1), keepdim=True), fluct)
         return fluct, torch.where(mask, exact[:, :, None, None].to(mean.dtype), mean)
 
-    def parts(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> dict:
-        """The output split into its spatially varying part (zero spatial mean when the bypass
-        is on) and its spatially constant part: ``fluctuation + mean == forward(x, t, context)``.
-        Shapes (B, C, H, W) and (B, C, 1, 1)."""
+    def _raw(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None):
+        """The scalings at t and the raw prediction F = fluct + mean (before the output map)."""
         self._check_inputs(x, context)
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         s = self.preconditioner(t.to(torch.float32), x.dtype)
-        x_hat = x / s.scale[:, None, None, None]
         emb = F.silu(self.embed_dense(self.embedding(s.c_noise)))
-        fluct, mean = self.reynolds_parts(x_hat, s, emb, context)
-        fluct, mean = self.preconditioner.output(x_hat, fluct, mean, s, split=self.bypass is not None)
-        fluct, mean = self.constant_mean_parts(x_hat, s, fluct, mean)
+        fluct, mean = self.reynolds_parts(x, s, emb, context)
+        return s, fluct, mean
+
+    def parts(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> dict:
+        """The output split into its spatially varying part (zero spatial mean when the bypass
+        is on) and its spatially constant part: ``fluctuation + mean == forward(x, t, context)``.
+        Shapes (B, C, H, W) and (B, C, 1, 1)."""
+        s, fluct, mean = self._raw(x, t, context)
+        fluct, mean = self.preconditioner.output(x, fluct, mean, s, split=self.bypass is not None)
+        fluct, mean = self.constant_mean_parts(x, s, fluct, mean)
         return {"fluctuation": fluct, "mean": mean}
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x0 | x_t = x] (B, C, H, W), in the network's (normalized) units.
+
+        With preconditioning "edm" it is the denoiser D read off the raw prediction (module
+        docstring), finite at zero terminal SNR (s = 0; Lin et al. 2024), so
+        ``SamplingProblem(network.denoise, process, shape, parametrization="x0")`` samples a
+        zero-terminal-SNR model from t = T. Otherwise Tweedie's formula (x + m output) / s."""
+        s, fluct, mean = self._raw(x, t, context)
+        if self.config.preconditioning != "edm":
+            fluct, mean = self.constant_mean_parts(x, s, fluct, mean)
+            output = fluct + mean
+            return (x + s.marginal_std[:, None, None, None] * output) / s.scale[:, None, None, None]
+        d = self.preconditioner.denoised(x, fluct + mean, s)
+        if self.has_constant_means:  # E[m0 | x_t] = c exactly
+            mask = self.constant_mask[None, :, None, None]
+            target = self.constant_value[None, :, None, None].to(d.dtype)
+            d = torch.where(mask, d - d.mean(dim=(-2, -1), keepdim=True) + target, d)
+        return d
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         p = self.parts(x, t, context)

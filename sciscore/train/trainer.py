@@ -281,6 +281,12 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
         history = _read_metrics(run_dir / METRICS, start) if resume else []
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
     every = monitor_interval(t_cfg.monitor_every, total)
+    if every and getattr(process, "zero_terminal_snr", False):
+        # the monitor samples net.score on the Karras grid, which starts at sigma(T) = inf here
+        if t_cfg.monitor_every:
+            raise UserError("the quality monitor cannot sample a zero-terminal-SNR process (sigma(T) is infinite "
+                            "on its Karras grid); set training.monitor_every = 0")
+        every = 0
     monitor, best_rank = None, None
     if every and main_rank:  # the monitor samples on rank 0 alone
         settings = MonitorSettings(every, t_cfg.monitor_samples, t_cfg.monitor_steps, t_cfg.seed)
