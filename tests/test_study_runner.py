@@ -226,3 +226,25 @@ def test_a_study_that_breaks_the_contract_is_named_and_writes_no_table(tmp_path,
     # the command: one line naming the study, exit 1 (a bug in the study, not bad input)
     assert main(["study", "run", "toy", "-o", str(out), "--studies-dir", str(tmp_path / "studies"), "-q"]) == 1
     assert "'toy'" in one_error_line(capsys)
+
+
+def test_run_record_names_the_commit_of_the_checkout(tmp_path):
+    import subprocess
+
+    folder = write_study(tmp_path)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "studies"], check=True)
+    subprocess.run(git + ["commit", "-qm", "toy"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    study = get_study("toy", tmp_path / "studies")
+    run_study(study, device="cpu", progress=False)  # writes (untracked) studies/toy/results/
+    assert json.loads((folder / "results" / "run.json").read_text())["git_commit"] == head
+    subprocess.run(git + ["add", "studies"], check=True)
+    subprocess.run(git + ["commit", "-qm", "results"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    run_study(study, device="cpu", progress=False, overwrite=True)  # rewrites tracked results: still clean
+    assert json.loads((folder / "results" / "run.json").read_text())["git_commit"] == head
+    (folder / "study.toml").write_text((folder / "study.toml").read_text() + "\n")
+    run_study(study, device="cpu", progress=False, overwrite=True)
+    assert json.loads((folder / "results" / "run.json").read_text())["git_commit"] == head + "-dirty"

@@ -297,6 +297,7 @@ def run_study(study: Study, *, quick: bool = False, seed: int = 0, out: str | os
         raise UserError(f"{table} already exists (a finished run); pass --overwrite to replace it, or -o another folder")
     resolved = str(resolve_device(device))
     run = load_run_function(study)
+    commit = git_commit(study.directory)  # before anything is written: a full run rewrites tracked results
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -326,7 +327,7 @@ def run_study(study: Study, *, quick: bool = False, seed: int = 0, out: str | os
         "device": resolved,
         "torch_threads": threads,
         "sciscore_version": __version__,
-        "git_commit": git_commit(study.directory),
+        "git_commit": commit,
         "started": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),
