@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -242,6 +243,8 @@ def model_figure(rows, info, out: Path):
         if target == "default-model":
             ax.axhline(info["reference_half_split_w1"]["supersaturation"], color="gray", linestyle=":",
                        label="reference half vs half")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("score evaluations per sample (NFE)")
         ax.set_ylabel("pixel W1 of supersaturation / reference std")
         ax.set_title(f"default model, {title}", fontsize=10)
@@ -276,9 +279,13 @@ def churn_figure(rows, p, info, out: Path):
         if points:
             c, e = np.array(points).T
             ax.plot(c, e, "o-", label="vs exact law" if target == "gaussian-oracle" else "vs simulated reference")
+        if target == "default-model":
+            ax.axhline(info["reference_half_split_w1"]["supersaturation"], color="gray", linestyle="-.",
+                       label="reference half vs half")
         saturation = (math.sqrt(2) - 1) * steps
         ax.axvline(saturation, color="gray", linestyle=":", label=f"γ clamp: S_churn ≥ {saturation:.1f}")
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, 1.3 * max([c for c, _ in points] + [saturation]))
         ax.set_yscale("log")
         ax.set_xlabel("S_churn (EDM Algorithm 2; S_tmin = 0, S_tmax = ∞, S_noise = 1)")
         ax.set_ylabel(ylabel)
