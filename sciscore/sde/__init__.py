@@ -17,6 +17,7 @@ _EXPORTS = {
                          "score_from_network", "to_score"),
     "brownian": ("GridBrownian", "SampleStreams", "sample_seed"),
     "guidance": ("ScoreModel", "guided_prediction"),
+    "oracles": ("GaussianMixtureScore", "gaussian_w2"),
     "problem": ("SamplingProblem", "Solution", "solve"),
     "reverse_sde": ("DiagonalReverseSDE", "ReverseSDE"),
     "solvers": ("SOLVERS", "TABLE", "Solver", "get_solver", "default_steps"),
