@@ -193,6 +193,7 @@ def test_provenance_names_the_checkout_commit():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("not a git checkout")
+    git_commit.cache_clear()  # cached per process; HEAD may have moved since (a commit during the run)
     assert git_commit().removesuffix("-dirty") == head.stdout.strip()
     assert software_attrs()["sciscore_git_commit"] == git_commit()
 
