@@ -1,7 +1,5 @@
 """studies/color-shift: the color shift against image size (Deck & Bischoff 2023)."""
 
-import importlib.util
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +9,18 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.study import StudyResult
+from sciscore.study.runner import import_study_module, load_study as load_definition
+
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "color-shift"
 
 
+DEFINITION = load_definition(STUDY)  # study.toml, checked by the runner
+
+
 def load_study():
-    spec = importlib.util.spec_from_file_location("color_shift_study", STUDY / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # not registered in sys.modules, as a runner may do
-    return module
-
-
-def toml():
-    return tomllib.loads((STUDY / "study.toml").read_text())
+    """A fresh import of study.py, as `sciscore study run` imports it."""
+    return import_study_module(DEFINITION)
 
 
 # the turbulence path is tested by itself below (the simulator is the slow part of it)
@@ -42,7 +39,7 @@ def tiny(tmp_path_factory):
 def test_table_has_the_issue_columns_and_one_row_per_model_and_weights(tiny):
     study, out, result = tiny
     assert isinstance(result, StudyResult)
-    assert toml()["study"]["columns"] == study.COLUMNS
+    assert list(DEFINITION.columns) == study.COLUMNS
     assert len(result.rows) == 1 * 2 * 3 * 2
     keys = {(r["dataset"], r["size"], r["network"], r["ema"]) for r in result.rows}
     assert len(keys) == len(result.rows)
@@ -146,7 +143,7 @@ def test_bad_parameters_are_one_clear_error(bad, tmp_path):
 @pytest.mark.study_quick
 def test_quick_version(tmp_path):
     study = load_study()
-    params = toml()["quick"]
+    params = DEFINITION.quick
     result = study.run(params, seed=0, out=tmp_path, device="cpu", progress=False)
     n = len(params["datasets"]) * len(params["sizes"]) * len(params["networks"]) * 2
     assert len(result.rows) == n

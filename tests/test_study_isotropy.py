@@ -3,34 +3,26 @@ its NetCDF round trip, and the paired design (every lambda of a seed starts from
 and sees the same draws); the whole --quick version under pytest --run-studies."""
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from sciscore.study.runner import import_study_module, load_study as load_definition
+
 ROOT = Path(__file__).parents[1]
+
 STUDY = ROOT / "studies" / "isotropy"
 pytest.importorskip("prdc")
 pytest.importorskip("sklearn")
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+DEFINITION = load_definition(STUDY)  # study.toml, checked by the runner
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("study_isotropy", STUDY / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _toml():
-    return tomllib.loads((STUDY / "study.toml").read_text())
+    """A fresh import of study.py, as `sciscore study run` imports it."""
+    return import_study_module(DEFINITION)
 
 
 TINY = {"datasets": ["moons", "8gaussians"], "lambdas": [0.0, 0.3], "seeds": 2, "n_train": 500, "n_eval": 200,
@@ -44,7 +36,7 @@ def test_tiny_run_table_csv_netcdf_and_pairing(tmp_path):
 
     study = _module()
     result = study.run(TINY, seed=4, out=tmp_path, device="cpu", progress=False)
-    columns = _toml()["study"]["columns"]
+    columns = list(DEFINITION.columns)
     assert columns == ["dataset", "loss", "lambda", "precision", "recall", "density", "coverage"]
     assert [list(r) for r in result.rows] == [columns] * 4
     assert [(r["dataset"], r["loss"], r["lambda"]) for r in result.rows] == [
@@ -120,5 +112,5 @@ def test_lambda_zero_equals_the_plain_eps_loss_and_runs_are_paired():
 
 @pytest.mark.study_quick
 def test_quick(tmp_path):
-    result = _module().run(_toml()["quick"], seed=0, out=tmp_path, device="cpu", progress=False)
+    result = _module().run(DEFINITION.quick, seed=0, out=tmp_path, device="cpu", progress=False)
     assert len(result.rows) == 4 and (tmp_path / "samples.nc").exists()

@@ -2,9 +2,7 @@
 NetCDF it writes, on parameters smaller than its --quick version."""
 
 import csv
-import importlib.util
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +10,18 @@ import pytest
 import xarray as xr
 
 from sciscore.sde import SOLVERS
+from sciscore.study.runner import import_study_module, load_study as load_definition
+
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "samplers"
 
 
+DEFINITION = load_definition(STUDY)  # study.toml, checked by the runner
+
+
 def load_study():
-    spec = importlib.util.spec_from_file_location("study_samplers", STUDY / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def study_config():
-    return tomllib.loads((STUDY / "study.toml").read_text())
+    """A fresh import of study.py, as `sciscore study run` imports it."""
+    return import_study_module(DEFINITION)
 
 
 TINY_ORACLE = dict(oracle_size=32, oracle_samples=8, oracle_batch=8, oracle_mean=0.25, oracle_variance=0.25,
@@ -48,15 +45,14 @@ def check_table(result, columns):
 
 
 def test_the_toml_names_the_issue_columns_and_both_versions():
-    config = study_config()
-    assert config["study"]["columns"] == ["target", "solver", "steps", "nfe", "error"]
-    assert set(config["full"]) == set(config["quick"])
-    assert set(TINY_MODEL) <= set(config["quick"]) | {"model_fields"}
+    assert list(DEFINITION.columns) == ["target", "solver", "steps", "nfe", "error"]
+    assert set(DEFINITION.full) == set(DEFINITION.quick)
+    assert set(TINY_MODEL) <= set(DEFINITION.quick) | {"model_fields"}
 
 
 def test_oracle_identities_nfe_counts_and_heun_order(tmp_path):
     result = load_study().run(TINY_ORACLE, seed=3, out=tmp_path, device="cpu", progress=False)
-    check_table(result, study_config()["study"]["columns"])
+    check_table(result, list(DEFINITION.columns))
     rows = result.rows
     oracle = "gaussian-oracle"
     # every solver of the table has rows
@@ -86,7 +82,7 @@ def test_oracle_identities_nfe_counts_and_heun_order(tmp_path):
 
 def test_default_model_rows_milstein_and_netcdf(tmp_path):
     result = load_study().run(TINY_MODEL, seed=5, out=tmp_path, device="cpu", progress=False)
-    check_table(result, study_config()["study"]["columns"])
+    check_table(result, list(DEFINITION.columns))
     model = [r for r in result.rows if r["target"] == "default-model"]
     # ode-heun 18 steps: 36 evaluations + Tweedie's denoising; euler 36 steps + 1
     assert rows_by(model, "default-model", "ode-heun")[18]["nfe"] == 37
@@ -116,9 +112,8 @@ def test_default_model_rows_milstein_and_netcdf(tmp_path):
 
 @pytest.mark.study_quick
 def test_quick_version(tmp_path):
-    config = study_config()
-    result = load_study().run(config["quick"], seed=0, out=tmp_path, device="cpu", progress=False)
-    check_table(result, config["study"]["columns"])
+    result = load_study().run(DEFINITION.quick, seed=0, out=tmp_path, device="cpu", progress=False)
+    check_table(result, list(DEFINITION.columns))
     assert result.verdicts["milstein_equals_euler"] is True
     heun = rows_by(result.rows, "gaussian-oracle", "ode-heun")
     errors = [heun[s]["error"] for s in sorted(heun)]

@@ -1,8 +1,6 @@
 """The zero-snr study (Lin et al. 2024): its run() on tiny parameters, and its whole --quick version."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +8,16 @@ import pytest
 import torch
 import xarray as xr
 
+
+from sciscore.study.runner import import_study_module, load_study as load_definition
+
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "zero-snr"
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+DEFINITION = load_definition(STUDY)  # study.toml, checked by the runner
 
 
 def load_study():
-    spec = importlib.util.spec_from_file_location("study_zero_snr", STUDY / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def toml():
-    return tomllib.loads((STUDY / "study.toml").read_text())
+    """A fresh import of study.py, as `sciscore study run` imports it."""
+    return import_study_module(DEFINITION)
 
 
 TINY = dict(size=8, mean_halfwidth=1.0, amplitude=0.2, train_fields=64, reference_fields=256, samples=48,
@@ -37,7 +29,7 @@ def test_tiny_run_table_netcdf_and_the_gaussian_prediction(tmp_path):
     study = load_study()
     torch.set_num_threads(1)
     result = study.run(dict(TINY), seed=3, out=tmp_path, device="cpu", progress=False)
-    columns = toml()["study"]["columns"]
+    columns = list(DEFINITION.columns)
     assert [list(row) for row in result.rows] == [columns] * 5  # 3 spacings + 2 spacings
     assert [(r["schedule"], r["prediction"], r["spacing"]) for r in result.rows] == [
         ("scaled_linear", "eps", "leading"), ("scaled_linear", "eps", "linspace"), ("scaled_linear", "eps", "trailing"),
@@ -75,5 +67,5 @@ def test_gaussian_prediction_of_the_range_ratio():
 @pytest.mark.study_quick
 def test_quick_version(tmp_path):
     study = load_study()
-    result = study.run(dict(toml()["quick"]), seed=0, out=tmp_path, device="cpu", progress=False)
+    result = study.run(dict(DEFINITION.quick), seed=0, out=tmp_path, device="cpu", progress=False)
     assert len(result.rows) == 6 and all(np.isfinite(r["mean_range_ratio"]) for r in result.rows)
