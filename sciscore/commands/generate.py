@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         from sciscore.train.distributed import launched_by_torchrun
 
         if launched_by_torchrun():
-            return _run_under_torchrun(args)
+            return _run_under_torchrun(args, solver_options)
     model = load_model(args.model, ema=args.ema, device=args.device)
     variables = model.select(args.variables)
     suffix = "_shard{shard}" if shard is not None else ""
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_under_torchrun(args: argparse.Namespace) -> int:
+def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     """torchrun -m sciscore generate ... -o FILE: rank r of N writes shard r/N to a part file next to
     FILE; after all are done, rank 0 merges them into FILE (equal to the one-job run) and removes
     them. --resume continues the part files of an interrupted run."""
@@ -143,7 +143,7 @@ def _run_under_torchrun(args: argparse.Namespace) -> int:
                           steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,
                           batch_size=args.batch_size, overwrite=not resume, resume=resume,
                           progress=not args.quiet and rank == 0, shard=shard,
-                          solver_options=parse_solver_options(args.solver, args.solver_options))
+                          solver_options=solver_options)
         dist.barrier()
         if rank == 0:
             path = merge_shards(parts, output, overwrite=args.overwrite)

@@ -53,12 +53,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    solver_options = parse_solver_options(args.solver, args.solver_option)
     model = load_model(args.model, ema=not args.raw, device="cpu")
     samples_path = out / "samples.nc"
     start = time.perf_counter()
     generate_file(model, samples_path, args.n, solver=args.solver, steps=args.steps, seed=args.seed,
                   batch_size=args.batch_size, overwrite=True, progress=True,
-                  solver_options=parse_solver_options(args.solver, args.solver_option))
+                  solver_options=solver_options)
     seconds = time.perf_counter() - start
     variables = list(model.variables)
     reference = open_fields(args.reference, variables).load()
@@ -66,7 +67,7 @@ def main() -> None:
     comparison = compare(reference, samples, variables, progress=False)
     write_report(comparison, reference, samples, out / "report", overwrite=True)
     results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver,
-               "solver_options": parse_solver_options(args.solver, args.solver_option), "steps": args.steps,
+               "solver_options": solver_options, "steps": args.steps,
                "n": args.n, "seed": args.seed, "generation_seconds": seconds,
                "nfe_per_sample": int(xr.open_dataset(samples_path).attrs.get("sciscore_nfe_per_sample", -1)),
                "reference": str(args.reference), "n_reference": int(reference.sizes["sample"]),
