@@ -26,7 +26,7 @@ import torchsde
 
 from sciscore.errors import UserError
 from sciscore.sde.brownian import GridBrownian, SampleStreams, StreamNoise
-from sciscore.sde.processes import ForwardProcess, _per_sample
+from sciscore.sde.processes import ForwardProcess
 from sciscore.sde.reverse_sde import DiagonalReverseSDE, ReverseSDE
 from sciscore.sde.time_grids import TimeMap
 
