@@ -201,6 +201,59 @@ def test_bad_positive_stretch_is_a_user_error(fields, stretch):
         fit_normalizer(fields, ["temperature", "vorticity"], "standard", positive_stretch=stretch)
 
 
+def _power_law_fields(n_samples=6, size=16, slope=4.0, seed=0):
+    """Fields whose every Fourier mode k != 0 has amplitude |k_shell|^(-slope/2) and a random phase
+    (a real field: Hermitian symmetry), plus a random spatial mean: per-mode power p(k) = k^-slope exactly."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(size, 1 / size)
+    shell = np.rint(np.hypot(*np.meshgrid(k, k, indexing="ij")))
+    amplitude = np.where(shell > 0, np.maximum(shell, 1) ** (-slope / 2), 0.0)
+    noise = rng.standard_normal((n_samples, 2, size, size))
+    phase = np.fft.fft2(noise) / np.maximum(np.abs(np.fft.fft2(noise)), 1e-300)
+    x = np.fft.ifft2(amplitude * phase).real * size**2 + rng.standard_normal((n_samples, 2, 1, 1))
+    return xr.Dataset({name: (("sample", "y", "x"), x[:, c]) for c, name in enumerate(["a", "b"])}), shell
+
+
+def test_spectral_whitening_flattens_a_power_law_and_is_exactly_inverted():
+    ds, shell = _power_law_fields()
+    plain = fit_normalizer(ds, ["a", "b"], "standard")
+    whitened = fit_normalizer(ds, ["a", "b"], "standard", spectral_whitening=1.0)
+    half = fit_normalizer(ds, ["a", "b"], "standard", spectral_whitening=0.5)
+    x = np.stack([ds["a"].values, ds["b"].values], axis=1)
+    y, y_plain = whitened.apply(x), plain.apply(x)
+    # G(0) = 1: the spatial means are those of the plain normalizer; the fluctuation variance is kept
+    np.testing.assert_allclose(y.mean(axis=(-2, -1)), y_plain.mean(axis=(-2, -1)), rtol=1e-12, atol=1e-12)
+    fluct = lambda v: v - v.mean(axis=(-2, -1), keepdims=True)  # noqa: E731
+    np.testing.assert_allclose((fluct(y) ** 2).sum(), (fluct(y_plain) ** 2).sum(), rtol=1e-10)
+    # alpha = 1 makes the power per mode the same in every shell k >= 1 (the input's is k^-4);
+    # alpha = 1/2 leaves k^-2: the power falls by 2^2 from shell 1 to 2 and by 4^2 from 1 to 4
+    def per_mode(v):
+        power = (np.abs(np.fft.fft2(v)) ** 2).mean(axis=0)[0]
+        return np.array([power[shell == k].mean() for k in range(1, int(shell.max()) + 1)])
+    flat = per_mode(y)
+    np.testing.assert_allclose(flat, flat[0], rtol=1e-10)
+    sloped = per_mode(half.apply(x))
+    np.testing.assert_allclose(sloped[[1, 3]] / sloped[0], [2.0**-2, 4.0**-2], rtol=1e-10)
+    # exact inverse (numpy and torch), and the record round-trips through JSON
+    np.testing.assert_allclose(whitened.invert(y), x, rtol=1e-12, atol=1e-12)
+    t = torch.as_tensor(x)
+    torch.testing.assert_close(whitened.apply(t), torch.as_tensor(y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(whitened.invert(whitened.apply(t)), t, rtol=1e-12, atol=1e-12)
+    assert Normalizer.from_dict(json.loads(json.dumps(whitened.to_dict()))) == whitened
+    assert "whitening_gain" not in plain.to_dict()
+    # the filter is radial: it commutes with periodic shifts and reflections (the augmentations)
+    np.testing.assert_allclose(whitened.apply(np.roll(x, 3, axis=-1)), np.roll(y, 3, axis=-1), atol=1e-12)
+    np.testing.assert_allclose(whitened.apply(x[..., ::-1]), y[..., ::-1], atol=1e-12)
+    with pytest.raises(UserError, match="smaller grid"):
+        whitened.apply(np.zeros((1, 2, 32, 32)))
+
+
+@pytest.mark.parametrize("alpha", [-0.5, 1.5, "half", True])
+def test_bad_spectral_whitening_is_a_user_error(fields, alpha):
+    with pytest.raises(UserError, match="spectral_whitening"):
+        fit_normalizer(fields, ["temperature", "vorticity"], "standard", spectral_whitening=alpha)
+
+
 @pytest.mark.parametrize("method", ["standard", "minmax", "mean-spatial"])
 def test_normalizer_round_trip(fields, method):
     variables = ["temperature", "vorticity"]

@@ -36,6 +36,7 @@ class DataConfig:
     flips: bool | str = False                         # reflections: true (x and y), "x" or "y"; pseudoscalars change sign
     rotations: bool = False                           # 90-degree rotations (square grids)
     positive_stretch: dict = field(default_factory=dict)  # {variable: A}: x + (A - 1) max(x, 0) before normalizing
+    spectral_whitening: float = 0.0                   # alpha in [0, 1]: partial whitening of the fluctuation spectrum
     pseudoscalars: list | None = None                 # change sign under flips; default: parity attribute / names
 
     def __post_init__(self):
@@ -50,6 +51,7 @@ class DataConfig:
             (0 <= self.validation_fraction < 1, f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
             (self.normalization in NORMALIZATIONS,
              f"normalization must be one of {list(NORMALIZATIONS)}, got {self.normalization!r}"),
+            (0 <= self.spectral_whitening <= 1, f"spectral_whitening must be in [0, 1], got {self.spectral_whitening}"),
             (self.flips in (True, False, "x", "y"), f"flips must be true, false, 'x' or 'y', got {self.flips!r}"),
             (self.spatial_dims is None or len(self.spatial_dims) == 2,
              f"spatial_dims must name two dimensions [y, x], got {self.spatial_dims!r}"),

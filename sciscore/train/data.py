@@ -64,7 +64,7 @@ def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = 
                         "train on fewer samples or a coarser grid")
     train_idx, val_idx = train_validation_split(n, c.validation_fraction, seed)
     normalizer = fit_normalizer(dataset, c.variables, c.normalization, indices=train_idx,
-                                positive_stretch=c.positive_stretch)
+                                positive_stretch=c.positive_stretch, spectral_whitening=c.spectral_whitening)
     context_normalizer = (fit_normalizer(dataset, c.context_variables, c.normalization, indices=train_idx)
                           if c.context_variables else None)
     train = _load(dataset, c.variables, normalizer, train_idx)
