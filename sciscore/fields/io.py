@@ -82,6 +82,13 @@ def _select(ds: xr.Dataset, variables: Sequence[str] | None, where: str) -> xr.D
 
 def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
     for name, da in ds.data_vars.items():
+        # text (e.g. a zarr variable stored with an object codec such as VLenUTF8) would fail deep
+        # in the first computation, with a traceback from zarr's reader threads
+        if da.dtype.kind not in "fiu":
+            raise UserError(
+                f"variable {name!r} in {where} holds {_kind(da.dtype)}, not real numbers; a field must be "
+                f"float or integer: convert it (e.g. ds[{str(name)!r}].astype('float32')) or choose other variables with --variable"
+            )
         if set(da.dims) != set(dims.all) or da.ndim != 3:
             raise UserError(
                 f"variable {name!r} in {where} has dimensions {da.dims}; expected "
@@ -93,6 +100,12 @@ def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
         raise UserError(
             f"{where} is not 2D in space: {dims.y}={ds.sizes[dims.y]}, {dims.x}={ds.sizes[dims.x]}"
         )
+
+
+def _kind(dtype) -> str:
+    kinds = {"O": "Python objects", "U": "text", "S": "bytes", "T": "text", "b": "booleans", "c": "complex numbers",
+             "M": "dates", "m": "time spans", "V": "raw records"}
+    return f"{kinds.get(dtype.kind, 'values')} (dtype {dtype})"
 
 
 # Global attributes of a file written batch by batch (`sciscore generate`): "incomplete" until done.
