@@ -146,3 +146,88 @@ def test_torchrun_generate_writes_one_file_equal_to_one_job(run_dir, tmp_path): 
         assert b.attrs["sciscore_status"] == "complete"
         for name in ("temperature", "vorticity", "sample"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_zarr_shards_write_one_store_equal_to_the_one_job_file(model, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sciscore.fields import open_fields
+
+    one = generate_file(model, tmp_path / "one.nc", 7, seed=4, batch_size=2, **FAST)
+    store = tmp_path / "all.zarr"
+    # shard 1/3 first, alone: the store is made for all 7 samples and names what is missing
+    generate_file(model, store, 7, seed=4, batch_size=2, shard=Shard(1, 3), **FAST)
+    with pytest.raises(UserError, match=r"all.zarr is incomplete: 5 of 7 samples are missing "
+                                        r"\(samples 0\.\.1, 4\.\.6; shards 0/3, 2/3\)"):
+        open_fields(store)
+    # the other two at once: they write their regions of the one store in parallel
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda i: generate_file(model, store, 7, seed=4, batch_size=2, shard=Shard(i, 3), **FAST),
+                      (2, 0)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.zarr", "one.nc"]  # no temporary store left
+    with xr.open_dataset(one) as a, xr.open_zarr(store) as b:
+        assert b.attrs["sciscore_status"] == "complete" and b.attrs["sciscore_shards"] == 3
+        assert b["sample_written"].values.tolist() == [1] * 7
+        assert b["sample"].values.tolist() == list(range(7))
+        for name in ("temperature", "vorticity"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)  # sample for sample, bit for bit
+            assert {k: v for k, v in a[name].attrs.items()} == b[name].attrs
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+        for key in ("sciscore_model_checksum", "sciscore_seed", "sciscore_solver", "sciscore_steps",
+                    "sciscore_nfe_per_sample", "Conventions", "title", "sciscore_sciscore_version"
+                    if "sciscore_sciscore_version" in a.attrs else "title"):
+            assert a.attrs[key] == b.attrs[key]
+    opened = open_fields(store)  # complete now: diagnose and train read it as any field file
+    assert list(opened.data_vars) == ["temperature", "vorticity"]
+    # the store converted to NetCDF is the one-job file
+    merged = merge_shards([store], tmp_path / "merged.nc", block_samples=3)
+    with xr.open_dataset(one) as a, xr.open_dataset(merged) as b:
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert b.attrs["sciscore_status"] == "complete" and "sciscore_shards" not in b.attrs
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+
+
+def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, run_dir, tmp_path, capsys,  # noqa: F811
+                                                                        monkeypatch):
+    from sciscore.generate import model as model_module
+
+    reference = generate_file(model, tmp_path / "ref.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    store = tmp_path / "s.zarr"
+    original = model_module.append_store_samples
+    calls = {"n": 0}
+
+    def interrupt_after_one(sample_store, fields, **kwargs):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        original(sample_store, fields, **kwargs)
+
+    monkeypatch.setattr(model_module, "append_store_samples", interrupt_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"shard 2/3 of .*s.zarr already holds 1 of its 3 samples; pass --resume"):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    with pytest.raises(UserError, match=r"holds another run \(different seed\)"):
+        generate_file(model, store, 7, seed=5, batch_size=1, shard=Shard(0, 3), **FAST)
+    with pytest.raises(UserError, match=r"laid out for 3 shard\(s\), not 2; use --shard I/3"):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(1, 2), **FAST)
+    generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), resume=True, **FAST)
+    with xr.open_dataset(reference) as a, xr.open_zarr(store) as b:
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values[4:])
+        assert np.isnan(b["vorticity"].values[:4]).all()  # shards 0/3 and 1/3 never ran
+    argv = ["merge", str(store), "-o", str(tmp_path / "all.nc"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "s.zarr is incomplete: 4 of 7 samples are missing (samples 0..3; shards 0/3, 1/3)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "all.nc").exists()
+    # the command line: the two missing shards, then merge checks the store
+    common = ["generate", "--model", str(run_dir), "-n", "7", "--solver", "ode-heun", "--steps", "3",
+              "--seed", "4", "--device", "cpu", "--batch-size", "1", "--quiet", "-o", str(store)]
+    for shard in ("0/3", "1/3"):
+        assert main([*common, "--shard", shard]) == 0
+    assert main(["merge", str(store), "--quiet"]) == 0
+    assert main(["merge", str(store), str(reference), "-o", str(tmp_path / "all.nc")]) == 2
+    assert "give that store alone" in capsys.readouterr().err

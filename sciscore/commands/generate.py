@@ -107,7 +107,6 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     from datetime import timedelta
     from pathlib import Path
 
-    import netCDF4
     import torch
     import torch.distributed as dist
 
@@ -116,7 +115,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     from sciscore.fields.io import check_writable
     from sciscore.generate import generate_file, load_model
     from sciscore.generate.merge import merge_shards
-    from sciscore.generate.sample_file import STATUS
+    from sciscore.generate.sample_file import STATUS, read_header
     from sciscore.generate.shards import Shard
 
     if args.output is None:
@@ -136,8 +135,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
         resume = args.resume and parts[rank].exists()
         done = False
         if resume:
-            with netCDF4.Dataset(parts[rank]) as nc:
-                done = nc.getncattr(STATUS) == "complete"
+            done = read_header(parts[rank]).attrs.get(STATUS) == "complete"
         if not done:
             generate_file(model, parts[rank], args.samples, variables=variables, solver=args.solver,
                           steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,

@@ -118,6 +118,13 @@ def check_complete(ds: xr.Dataset, where: str) -> None:
     """Refuse a file that `sciscore generate` marked incomplete (it was interrupted): analysing or
     training on part of a run without knowing it would mislead."""
     if ds.attrs.get(STATUS) == "incomplete":
+        from sciscore.generate.sample_store import SHARD_COUNT, WRITTEN_FLAG, describe_missing
+
+        if WRITTEN_FLAG in ds:  # a zarr store that shards write in parallel: its flags tell what is missing
+            problem = describe_missing(ds[WRITTEN_FLAG].values == 1, int(ds.attrs.get(SHARD_COUNT, 1)), where)
+            if problem:
+                raise UserError(problem)
+            return
         written, requested = ds.attrs.get(WRITTEN, "?"), ds.attrs.get(REQUESTED, "?")
         raise UserError(f"{where} is incomplete: its generation was interrupted after {written} of {requested} "
                         f"samples; finish it with 'sciscore generate --resume -o {where}' and the same options")
@@ -146,9 +153,10 @@ def open_fields(
     files = _expand_paths(paths)
     parts = []
     for path in files:
-        ds = _select(_open_one(path, engine), variables, str(path))
+        ds = _open_one(path, engine)
         if not allow_incomplete:
             check_complete(ds, str(path))
+        ds = _select(ds, variables, str(path))
         dims = field_dims(ds, sample_dim, spatial_dims)
         _check_layout(ds, dims, str(path))
         parts.append((path, ds, dims))
