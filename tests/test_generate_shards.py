@@ -171,12 +171,13 @@ def test_zarr_shards_write_one_store_equal_to_the_one_job_file(model, tmp_path):
         assert b["sample"].values.tolist() == list(range(7))
         for name in ("temperature", "vorticity"):
             np.testing.assert_array_equal(a[name].values, b[name].values)  # sample for sample, bit for bit
-            assert {k: v for k, v in a[name].attrs.items()} == b[name].attrs
+            assert a[name].attrs == b[name].attrs
         assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
-        for key in ("sciscore_model_checksum", "sciscore_seed", "sciscore_solver", "sciscore_steps",
-                    "sciscore_nfe_per_sample", "Conventions", "title", "sciscore_sciscore_version"
-                    if "sciscore_sciscore_version" in a.attrs else "title"):
+        for key in ("sciscore_model_checksum", "sciscore_model", "sciscore_seed", "sciscore_solver",
+                    "sciscore_steps", "sciscore_nfe_per_sample", "sciscore_version", "sciscore_torch_version",
+                    "Conventions", "title", "source"):
             assert a.attrs[key] == b.attrs[key]
+        assert "generate_file(n=7" in b.attrs["history"]  # the CF history of the NetCDF output
     opened = open_fields(store)  # complete now: diagnose and train read it as any field file
     assert list(opened.data_vars) == ["temperature", "vorticity"]
     # the store converted to NetCDF is the one-job file
@@ -231,3 +232,35 @@ def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, r
     assert main(["merge", str(store), "--quiet"]) == 0
     assert main(["merge", str(store), str(reference), "-o", str(tmp_path / "all.nc")]) == 2
     assert "give that store alone" in capsys.readouterr().err
+
+
+def test_torchrun_generate_to_a_store_writes_the_rank_regions(run_dir, tmp_path, monkeypatch):  # noqa: F811
+    # the torchrun code path in this process, as a group of one gloo rank (the two-rank launch is
+    # test_torchrun_generate_writes_one_file_equal_to_one_job; regions of a store are tested above)
+    import argparse
+    import socket
+
+    from sciscore.commands import generate as command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    common = ["generate", "--model", str(run_dir), "-n", "5", "--solver", "ode-heun", "--steps", "2",
+              "--seed", "3", "--device", "cpu", "--batch-size", "2", "--quiet"]
+    assert command._run_under_torchrun(parser.parse_args([*common, "-o", str(tmp_path / "ranks.zarr")]), {}) == 0
+    # --resume after the end does nothing; --overwrite starts again
+    assert command._run_under_torchrun(parser.parse_args([*common, "--resume", "-o", str(tmp_path / "ranks.zarr")]),
+                                       {}) == 0
+    assert command._run_under_torchrun(parser.parse_args([*common, "--overwrite", "-o", str(tmp_path / "ranks.zarr")]),
+                                       {}) == 0
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name)
+    assert main([*common, "-o", str(tmp_path / "one.nc")]) == 0
+    with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_zarr(tmp_path / "ranks.zarr") as b:
+        assert b.attrs["sciscore_status"] == "complete"
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)

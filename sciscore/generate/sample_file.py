@@ -123,8 +123,9 @@ def read_header(path: str | os.PathLike) -> SampleHeader:
         attrs = {name: nc.getncattr(name) for name in nc.ncattrs()}
         variables = [v for v in nc.variables.values() if v.dimensions[:1] == ("sample",) and v.ndim == 3]
         chunking = variables[0].chunking() if variables else None
+        names = tuple(v.name for v in variables)
     chunk = int(chunking[0]) if isinstance(chunking, list) else 64
-    return SampleHeader(path, attrs, tuple(v.name for v in variables), chunk)
+    return SampleHeader(path, attrs, names, chunk)
 
 
 def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:

@@ -223,9 +223,7 @@ def open_sample_store(path: str | os.PathLike, template: xr.Dataset, *, n: int, 
         if shard.count > 1:
             raise UserError(f"--overwrite would delete {path} while other shards write it; delete the store "
                             f"before starting the shards, and run them without --overwrite")
-        if path.is_dir() and not any((path / marker).exists() for marker in (".zgroup", "zarr.json")):
-            raise UserError(f"{path} is a directory but not a zarr store; choose another output path")
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        remove_store(path)
     if not path.exists():
         if resume:
             raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it")
@@ -241,6 +239,22 @@ def open_sample_store(path: str | os.PathLike, template: xr.Dataset, *, n: int, 
     elif shard.count == 1 and not resume:
         raise UserError(f"{path} already exists; pass --resume to finish it or --overwrite to replace it")
     return _join(path, shard, n, request, resume)
+
+
+def remove_store(path: Path) -> None:
+    """Delete the store (or file) `path` for --overwrite; refuse a directory that is not a store."""
+    if not path.exists():
+        return
+    if path.is_dir() and not any((path / marker).exists() for marker in (".zgroup", "zarr.json")):
+        raise UserError(f"{path} is a directory but not a zarr store; choose another output path")
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def shard_complete(path: Path, shard: Shard) -> bool:
+    """Whether every sample of `shard`'s block of the store is written."""
+    header = read_store(path)
+    start, stop = shard.block(header.n)
+    return bool(header.flags[start:stop].all())
 
 
 def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> SampleStore:
