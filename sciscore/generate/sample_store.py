@@ -218,7 +218,6 @@ def open_sample_store(path: str | os.PathLike, template: xr.Dataset, *, n: int, 
     joins the store must share. Without `resume`, the shard's block must be unwritten; with it,
     writing continues at the first unwritten sample of the block."""
     path = Path(path)
-    start, stop = shard.block(n)
     if path.exists() and overwrite:
         if shard.count > 1:
             raise UserError(f"--overwrite would delete {path} while other shards write it; delete the store "
@@ -232,10 +231,9 @@ def open_sample_store(path: str | os.PathLike, template: xr.Dataset, *, n: int, 
         ds.attrs = cf_global_attrs(ds, attrs=global_attrs, history=history)
         ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(n), FIRST: 0, SHARD_COUNT: shard.count,
                          REQUEST: json.dumps(request, sort_keys=True)})
-        created = _create(path, ds, encoding)
-        if created and shard.count == 1:
-            return SampleStore(path, tuple(template.data_vars), tuple(template[next(iter(template.data_vars))].dims[1:]),
-                               n, 0, 0, n)
+        created = _create(path, ds, encoding)  # else another job made it first: a shard joins that one
+        if not created and shard.count == 1:
+            raise UserError(f"{path} was created by another job meanwhile; give this run another -o")
     elif shard.count == 1 and not resume:
         raise UserError(f"{path} already exists; pass --resume to finish it or --overwrite to replace it")
     return _join(path, shard, n, request, resume)
