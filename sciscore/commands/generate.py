@@ -88,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     suffix = "_shard{shard}" if shard is not None else ""
     output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}{suffix}.nc"
     if shard is not None:
+        from sciscore.generate.sample_store import is_store
         from sciscore.generate.shards import shard_output
 
+        if is_store(output) and "{shard}" in output:
+            raise UserError(f"the shards of a run write one zarr store together: drop '{{shard}}' from -o {output}")
         output = shard_output(output, shard)
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
                          seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
