@@ -16,6 +16,7 @@ _EXPORTS = {
     **dict.fromkeys(("SampleFile", "SampleHeader", "append_samples", "create_sample_file", "read_header",
                      "resume_sample_file"),
                     "sciscore.generate.sample_file"),
+    **dict.fromkeys(("check_store", "merge_store"), "sciscore.generate.sample_store"),
     **dict.fromkeys(("Shard", "parse_shard"), "sciscore.generate.shards"),
     **dict.fromkeys(("check_shards", "merge_shards", "read_shard"), "sciscore.generate.merge"),
 }
