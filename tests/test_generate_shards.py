@@ -229,6 +229,8 @@ def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, r
     for shard in ("0/3", "1/3"):
         assert main([*common, "--shard", shard]) == 0
     assert main(["merge", str(store), "--quiet"]) == 0
+    assert main(["merge", str(store), "-o", str(tmp_path / "copy.zarr")]) == 2
+    assert "give a name ending in .nc" in capsys.readouterr().err
     assert main(["merge", str(store), str(reference), "-o", str(tmp_path / "all.nc")]) == 2
     assert "give that store alone" in capsys.readouterr().err
 

@@ -305,6 +305,8 @@ def merge_store(path: str | os.PathLike, output: str | os.PathLike | None = None
     `output`, write the run to that CF NetCDF file block by block (equal to a one-job run's file)."""
     from sciscore.generate.sample_file import append_samples, create_sample_file
 
+    if output is not None and is_store(output):
+        raise UserError(f"-o {output}: merge writes one NetCDF file; give a name ending in .nc")
     header = check_store(path)
     if output is None:
         return header.path
