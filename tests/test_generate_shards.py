@@ -231,6 +231,16 @@ def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, r
     assert main(["merge", str(store), "--quiet"]) == 0
     assert main(["merge", str(store), "-o", str(tmp_path / "copy.zarr")]) == 2
     assert "give a name ending in .nc" in capsys.readouterr().err
+    # a SIGKILL between a batch's fields and its flags: fields half-written, flags still 0
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r+")
+    group["vorticity"][5:7] = 0.0
+    group["sample_written"][5:7] = 0
+    assert main([*common, "--shard", "2/3", "--resume"]) == 0  # redraws samples 5 and 6
+    with xr.open_dataset(reference) as a, xr.open_zarr(store) as b:
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values[4:])
+        assert b["sample_written"].values.tolist() == [1] * 7
     assert main(["merge", str(store), str(reference), "-o", str(tmp_path / "all.nc")]) == 2
     assert "give that store alone" in capsys.readouterr().err
 
