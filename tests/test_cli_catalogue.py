@@ -33,6 +33,9 @@ def inputs(tmp_path_factory):
     infinite = make_fields(n=16, ny=8, nx=8)
     infinite["temperature"][0, 0, 0] = float("inf")
     infinite.to_netcdf(root / "inf.nc")
+    text = make_fields(n=16, ny=8, nx=8)  # a field stored as text, with zarr's object codec VLenUTF8
+    text["temperature"] = text["temperature"].astype(str).astype(object)
+    text.to_zarr(root / "text.zarr", zarr_format=2)
     import pickle
     import shutil
 
@@ -167,6 +170,7 @@ CASES = [
     # train: data, resume and output
     case("train", ["--data", "{inputs}/missing.nc", "--variable", "temperature"], "missing.nc"),
     case("train", ["--data", "{inputs}/junk.bin", "--variable", "temperature"], "junk.bin"),
+    case("train", ["--data", "{inputs}/text.zarr", "--variable", "temperature"], "text.zarr holds text"),
     case("train", ["--data", "{inputs}/data.nc", "--variable", "humidity"], "humidity"),
     case("train", ["--resume", "--data", "{inputs}/other.nc", "-o", "{inputs}/run"], "--resume continues on the data"),
     case("train", ["--resume", "-o", "{inputs}/notes.txt"], "is a file"),
@@ -189,6 +193,15 @@ CASES = [
     case("generate", ["--model", "{inputs}/run", "--resume", "--overwrite"], "contradict"),
     case("generate", ["--model", "{inputs}/run", "--resume"], "does not exist"),
     case("generate", ["--model", "{inputs}/run", "-o", "{inputs}/folder"], "is a directory"),
+    case("generate", ["--model", "{inputs}/run", "-o", "{out}/gen.zarr", "--resume"], "cannot resume: .*gen.zarr does not"),
+    case("generate", ["--model", "{inputs}/run", "-o", "{inputs}/text.zarr", "--shard", "0/2"],
+         "text.zarr was not written by 'sciscore generate'"),
+    case("generate", ["--model", "{inputs}/run", "-o", "{inputs}/text.zarr", "--shard", "0/2", "--overwrite"],
+         "--overwrite would delete .*text.zarr while other shards write it"),
+    case("generate", ["--model", "{inputs}/run", "-o", "{inputs}/text.zarr"], "text.zarr already exists; pass --resume"),
+    case("generate", ["--model", "{inputs}/run", "-o", "/proc/gen.zarr"], "does not accept new files"),
+    case("generate", ["--model", "{inputs}/run", "-o", "{out}/gen_{{shard}}.zarr", "--shard", "1/2"],
+         "write one zarr store together: drop '{shard}'"),
     case("generate", ["--model", "{inputs}/run", "-o", "{inputs}/notes.txt"], "already exists; pass --overwrite to"),
     # diagnose
     case("diagnose", ["--bins", "0"], "--bins"),
@@ -200,6 +213,7 @@ CASES = [
     case("diagnose", ["--variable", "humidity"], "humidity"),
     case("diagnose", ["--reference", "{inputs}/missing.nc"], "missing.nc"),
     case("diagnose", ["--samples", "{inputs}/junk.bin"], "junk.bin"),
+    case("diagnose", ["--samples", "{inputs}/text.zarr"], "'temperature' in .*text.zarr holds text"),
     case("diagnose", ["--samples", "{inputs}/empty.nc"], "empty.nc"),
     case("diagnose", ["-o", "{inputs}/notes.txt"], "not a directory"),
     case("diagnose", ["--samples", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples.*--resume"),

@@ -146,3 +146,132 @@ def test_torchrun_generate_writes_one_file_equal_to_one_job(run_dir, tmp_path): 
         assert b.attrs["sciscore_status"] == "complete"
         for name in ("temperature", "vorticity", "sample"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_zarr_shards_write_one_store_equal_to_the_one_job_file(model, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sciscore.fields import open_fields
+
+    one = generate_file(model, tmp_path / "one.nc", 7, seed=4, batch_size=2, **FAST)
+    store = tmp_path / "all.zarr"
+    # the three shards at once: each may be the first to make the store; they write their regions of it
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda i: generate_file(model, store, 7, seed=4, batch_size=2, shard=Shard(i, 3), **FAST),
+                      (2, 0, 1)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.zarr", "one.nc"]  # no temporary store left
+    with xr.open_dataset(one) as a, xr.open_zarr(store) as b:
+        assert b.attrs["sciscore_status"] == "complete" and b.attrs["sciscore_shards"] == 3
+        assert b["sample_written"].values.tolist() == [1] * 7
+        assert b["sample"].values.tolist() == list(range(7))
+        for name in ("temperature", "vorticity"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)  # sample for sample, bit for bit
+            assert a[name].attrs == b[name].attrs
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+        for key in ("sciscore_model_checksum", "sciscore_model", "sciscore_seed", "sciscore_solver",
+                    "sciscore_steps", "sciscore_nfe_per_sample", "sciscore_version", "sciscore_torch_version",
+                    "Conventions", "title", "source"):
+            assert a.attrs[key] == b.attrs[key]
+        assert "generate_file(n=7" in b.attrs["history"]  # the CF history of the NetCDF output
+    opened = open_fields(store)  # complete now: diagnose and train read it as any field file
+    assert list(opened.data_vars) == ["temperature", "vorticity"]
+    # the store converted to NetCDF is the one-job file
+    merged = merge_shards([store], tmp_path / "merged.nc", block_samples=3)
+    with xr.open_dataset(one) as a, xr.open_dataset(merged) as b:
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert b.attrs["sciscore_status"] == "complete" and "sciscore_shards" not in b.attrs
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+
+
+def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, run_dir, tmp_path, capsys,  # noqa: F811
+                                                                        monkeypatch):
+    from sciscore.fields import open_fields
+    from sciscore.generate import model as model_module
+
+    reference = generate_file(model, tmp_path / "ref.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    store = tmp_path / "s.zarr"
+    original = model_module.append_store_samples
+    calls = {"n": 0}
+
+    def interrupt_after_one(sample_store, fields, **kwargs):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        original(sample_store, fields, **kwargs)
+
+    monkeypatch.setattr(model_module, "append_store_samples", interrupt_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"shard 2/3 of .*s.zarr already holds 1 of its 3 samples; pass --resume"):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
+    with pytest.raises(UserError, match=r"holds another run \(different seed\)"):
+        generate_file(model, store, 7, seed=5, batch_size=1, shard=Shard(0, 3), **FAST)
+    with pytest.raises(UserError, match=r"laid out for 3 shard\(s\), not 2; use --shard I/3"):
+        generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(1, 2), **FAST)
+    generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), resume=True, **FAST)
+    with xr.open_dataset(reference) as a, xr.open_zarr(store) as b:
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values[4:])
+        assert np.isnan(b["vorticity"].values[:4]).all()  # shards 0/3 and 1/3 never ran
+    with pytest.raises(UserError, match=r"s.zarr is incomplete: 4 of 7 samples are missing "
+                                        r"\(samples 0\.\.3; shards 0/3, 1/3\); run those shards again with --resume"):
+        open_fields(store)
+    argv = ["merge", str(store), "-o", str(tmp_path / "all.nc"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "s.zarr is incomplete: 4 of 7 samples are missing (samples 0..3; shards 0/3, 1/3)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "all.nc").exists()
+    # the command line: the two missing shards, then merge checks the store
+    common = ["generate", "--model", str(run_dir), "-n", "7", "--solver", "ode-heun", "--steps", "3",
+              "--seed", "4", "--device", "cpu", "--batch-size", "1", "--quiet", "-o", str(store)]
+    for shard in ("0/3", "1/3"):
+        assert main([*common, "--shard", shard]) == 0
+    assert main(["merge", str(store), "--quiet"]) == 0
+    assert main(["merge", str(store), "-o", str(tmp_path / "copy.zarr")]) == 2
+    assert "give a name ending in .nc" in capsys.readouterr().err
+    # a SIGKILL between a batch's fields and its flags: fields half-written, flags still 0
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r+")
+    group["vorticity"][5:7] = 0.0
+    group["sample_written"][5:7] = 0
+    assert main([*common, "--shard", "2/3", "--resume"]) == 0  # redraws samples 5 and 6
+    with xr.open_dataset(reference) as a, xr.open_zarr(store) as b:
+        np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values[4:])
+        assert b["sample_written"].values.tolist() == [1] * 7
+    assert main(["merge", str(store), str(reference), "-o", str(tmp_path / "all.nc")]) == 2
+    assert "give that store alone" in capsys.readouterr().err
+
+
+def test_torchrun_generate_to_a_store_writes_the_rank_regions(run_dir, tmp_path, monkeypatch):  # noqa: F811
+    # the torchrun code path in this process, as a group of one gloo rank (the two-rank launch is
+    # test_torchrun_generate_writes_one_file_equal_to_one_job; regions of a store are tested above)
+    import argparse
+    import socket
+
+    from sciscore.commands import generate as command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    common = ["generate", "--model", str(run_dir), "-n", "5", "--solver", "ode-heun", "--steps", "2",
+              "--seed", "3", "--device", "cpu", "--batch-size", "2", "--quiet"]
+    assert command._run_under_torchrun(parser.parse_args([*common, "-o", str(tmp_path / "ranks.zarr")]), {}) == 0
+    # --resume after the end does nothing; --overwrite starts again
+    assert command._run_under_torchrun(parser.parse_args([*common, "--resume", "-o", str(tmp_path / "ranks.zarr")]),
+                                       {}) == 0
+    assert command._run_under_torchrun(parser.parse_args([*common, "--overwrite", "-o", str(tmp_path / "ranks.zarr")]),
+                                       {}) == 0
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name)
+    assert main([*common, "-o", str(tmp_path / "one.nc")]) == 0
+    with xr.open_dataset(tmp_path / "one.nc") as a, xr.open_zarr(tmp_path / "ranks.zarr") as b:
+        assert b.attrs["sciscore_status"] == "complete"
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)

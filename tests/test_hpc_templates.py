@@ -58,6 +58,12 @@ def test_generate_array_dry_run(tmp_path):
     argv = _dry_run(HPC / "generate_array.sbatch", tmp_path, SCISCORE="echo sciscore",
                     SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="8")
     assert build_parser().parse_args(argv[1:]).resume
+    # one Zarr store for all tasks: --resume once the store exists (a task joining it starts its region)
+    store = dict(SCISCORE="echo sciscore", SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="8", STORE="all.zarr")
+    args = build_parser().parse_args(_dry_run(HPC / "generate_array.sbatch", tmp_path, **store)[1:])
+    assert args.output == "all.zarr" and args.shard == "auto" and not args.resume
+    (tmp_path / "all.zarr").mkdir()
+    assert build_parser().parse_args(_dry_run(HPC / "generate_array.sbatch", tmp_path, **store)[1:]).resume
 
 
 def test_merge_dry_run(tmp_path):
@@ -68,6 +74,12 @@ def test_merge_dry_run(tmp_path):
     args = build_parser().parse_args(argv[1:])
     assert args.command == "merge" and args.output == "generated.nc"
     assert args.shards == [f"shards/part_{i}.nc" for i in range(3)]
+    args = build_parser().parse_args(_dry_run(HPC / "merge.sbatch", tmp_path, SCISCORE="echo sciscore",
+                                              STORE="all.zarr")[1:])
+    assert args.shards == ["all.zarr"] and args.output == "generated.nc"
+    args = build_parser().parse_args(_dry_run(HPC / "merge.sbatch", tmp_path, SCISCORE="echo sciscore",
+                                              STORE="all.zarr", MERGED="")[1:])
+    assert args.shards == ["all.zarr"] and args.output is None  # the check alone
 
 
 def test_train_torchrun_dry_run(tmp_path):

@@ -46,15 +46,17 @@ def register(subparsers):
     add_device(parser)
     parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                         help="torch CPU threads (default: torch's choice; 1 on a machine busy with other jobs)")
-    parser.add_argument("-o", "--output", default=None, metavar="FILE.nc",
-                        help="output file (default: generated_<variables>_seed<S>.nc)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE.nc|OUT.zarr",
+                        help="output file (default: generated_<variables>_seed<S>.nc); a name ending in .zarr "
+                             "writes one Zarr store, of which each --shard writes its region")
     add_overwrite(parser)
     parser.add_argument("--resume", action="store_true", help="finish an interrupted output file")
     parser.add_argument("--shard", metavar="I/N|auto", default=None,
                         help="draw only shard I of N (0-based): the contiguous block of global sample indices "
                              "[I*n//N, (I+1)*n//N) of the -n samples, written with their global indices; "
                              "'auto' takes I/N from a SLURM array (SLURM_ARRAY_TASK_ID/COUNT) or torchrun "
-                             "(RANK/WORLD_SIZE); '{shard}' in -o becomes I; join the shards with 'sciscore merge'")
+                             "(RANK/WORLD_SIZE); '{shard}' in -o becomes I; join the shards with 'sciscore merge' "
+                             "(or give all shards one -o OUT.zarr)")
     add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
@@ -86,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     suffix = "_shard{shard}" if shard is not None else ""
     output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}{suffix}.nc"
     if shard is not None:
+        from sciscore.generate.sample_store import is_store
         from sciscore.generate.shards import shard_output
 
+        if is_store(output) and "{shard}" in output:
+            raise UserError(f"the shards of a run write one zarr store together: drop '{{shard}}' from -o {output}")
         output = shard_output(output, shard)
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
                          seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
@@ -103,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
 def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     """torchrun -m sciscore generate ... -o FILE: rank r of N writes shard r/N to a part file next to
     FILE; after all are done, rank 0 merges them into FILE (equal to the one-job run) and removes
-    them. --resume continues the part files of an interrupted run."""
+    them. --resume continues the part files of an interrupted run. With -o OUT.zarr, rank r writes
+    its region of the one store instead, and rank 0 checks it at the end."""
     from datetime import timedelta
     from pathlib import Path
 
-    import netCDF4
     import torch
     import torch.distributed as dist
 
@@ -116,12 +121,15 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     from sciscore.fields.io import check_writable
     from sciscore.generate import generate_file, load_model
     from sciscore.generate.merge import merge_shards
-    from sciscore.generate.sample_file import STATUS
+    from sciscore.generate.sample_file import STATUS, read_header
+    from sciscore.generate.sample_store import is_store, remove_store, shard_complete
     from sciscore.generate.shards import Shard
 
     if args.output is None:
         raise UserError("under torchrun, name the output file with -o")
-    check_writable(args.output, args.overwrite)
+    store = is_store(args.output)
+    if not store:
+        check_writable(args.output, args.overwrite)
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if resolve_device(args.device).type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
@@ -130,14 +138,30 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     try:
         shard = Shard(rank, world_size)
         output = Path(args.output)
+        if store:  # each rank writes its region of the one store
+            if args.overwrite and rank == 0:
+                remove_store(output)
+            dist.barrier()
+            model = load_model(args.model, ema=args.ema, device=args.device)
+            resume = args.resume and output.exists()
+            if not (resume and shard_complete(output, shard)):
+                generate_file(model, output, args.samples, variables=model.select(args.variables),
+                              solver=args.solver, steps=args.steps, seed=args.seed, grid=args.grid,
+                              denoise=args.denoise, batch_size=args.batch_size, resume=resume,
+                              progress=not args.quiet and rank == 0, shard=shard, solver_options=solver_options)
+            dist.barrier()
+            if rank == 0:
+                merge_shards([output], None)  # checks every sample is written; marks the store complete
+                logging.getLogger("sciscore").info("wrote %d fields to %s (%d processes)", args.samples, output,
+                                                   world_size)
+            return 0
         parts = [output.with_name(f".{output.name}.shard{i}of{world_size}.nc") for i in range(world_size)]
         model = load_model(args.model, ema=args.ema, device=args.device)
         variables = model.select(args.variables)
         resume = args.resume and parts[rank].exists()
         done = False
         if resume:
-            with netCDF4.Dataset(parts[rank]) as nc:
-                done = nc.getncattr(STATUS) == "complete"
+            done = read_header(parts[rank]).attrs.get(STATUS) == "complete"
         if not done:
             generate_file(model, parts[rank], args.samples, variables=variables, solver=args.solver,
                           steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,

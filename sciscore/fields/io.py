@@ -82,6 +82,13 @@ def _select(ds: xr.Dataset, variables: Sequence[str] | None, where: str) -> xr.D
 
 def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
     for name, da in ds.data_vars.items():
+        # text (e.g. a zarr variable stored with an object codec such as VLenUTF8) would fail deep
+        # in the first computation, with a traceback from zarr's reader threads
+        if da.dtype.kind not in "fiu":
+            raise UserError(
+                f"variable {name!r} in {where} holds {_kind(da.dtype)}, not real numbers; a field must be "
+                f"float or integer: convert it (e.g. ds[{str(name)!r}].astype('float32')) or choose other variables with --variable"
+            )
         if set(da.dims) != set(dims.all) or da.ndim != 3:
             raise UserError(
                 f"variable {name!r} in {where} has dimensions {da.dims}; expected "
@@ -95,6 +102,12 @@ def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
         )
 
 
+def _kind(dtype) -> str:
+    kinds = {"O": "Python objects", "U": "text", "S": "bytes", "T": "text", "b": "booleans", "c": "complex numbers",
+             "M": "dates", "m": "time spans", "V": "raw records"}
+    return f"{kinds.get(dtype.kind, 'values')} (dtype {dtype})"
+
+
 # Global attributes of a file written batch by batch (`sciscore generate`): "incomplete" until done.
 STATUS = "sciscore_status"
 WRITTEN = "sciscore_samples_written"
@@ -105,6 +118,13 @@ def check_complete(ds: xr.Dataset, where: str) -> None:
     """Refuse a file that `sciscore generate` marked incomplete (it was interrupted): analysing or
     training on part of a run without knowing it would mislead."""
     if ds.attrs.get(STATUS) == "incomplete":
+        from sciscore.generate.sample_store import SHARD_COUNT, WRITTEN_FLAG, describe_missing
+
+        if WRITTEN_FLAG in ds:  # a zarr store that shards write in parallel: its flags tell what is missing
+            problem = describe_missing(ds[WRITTEN_FLAG].values == 1, int(ds.attrs.get(SHARD_COUNT, 1)), where)
+            if problem:
+                raise UserError(problem)
+            return
         written, requested = ds.attrs.get(WRITTEN, "?"), ds.attrs.get(REQUESTED, "?")
         raise UserError(f"{where} is incomplete: its generation was interrupted after {written} of {requested} "
                         f"samples; finish it with 'sciscore generate --resume -o {where}' and the same options")
@@ -133,9 +153,10 @@ def open_fields(
     files = _expand_paths(paths)
     parts = []
     for path in files:
-        ds = _select(_open_one(path, engine), variables, str(path))
+        ds = _open_one(path, engine)
         if not allow_incomplete:
             check_complete(ds, str(path))
+        ds = _select(ds, variables, str(path))
         dims = field_dims(ds, sample_dim, spatial_dims)
         _check_layout(ds, dims, str(path))
         parts.append((path, ds, dims))

@@ -1,4 +1,5 @@
-"""Merge the shard files of one sharded generation run into one CF NetCDF file.
+"""Merge the shard files of one sharded generation run into one CF NetCDF file (or check the
+Zarr store its shards wrote together).
 
 The shards must belong to one run (same request: model checksum, weights, solver, steps, grid,
 denoise, seed, n, variables), each be complete, and together hold every global sample index
@@ -8,7 +9,6 @@ file a one-job run of the same request writes, sample for sample.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.generate.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
-                                           create_sample_file)
+                                           create_sample_file, read_header)
 from sciscore.generate.shards import SHARD, TOTAL
 
 # attributes that describe one shard, not the merged run
@@ -51,24 +51,19 @@ class ShardFile:
 
 def read_shard(path: str | os.PathLike) -> ShardFile:
     """The header of a file written by `sciscore generate` (with or without --shard)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"shard {path} does not exist")
     try:
-        with netCDF4.Dataset(path) as nc:
-            attrs = {name: nc.getncattr(name) for name in nc.ncattrs()}
-            variables = [v for v in nc.variables.values() if v.dimensions[:1] == ("sample",) and v.ndim == 3]
-            chunking = variables[0].chunking() if variables else None
+        header = read_header(path)
+    except FileNotFoundError:
+        raise UserError(f"shard {path} does not exist") from None
     except OSError as error:
         raise UserError(f"shard {path} is not a readable NetCDF file ({error})") from None
-    if REQUEST not in attrs or STATUS not in attrs:
+    if not header.generated:
         raise UserError(f"{path} was not written by 'sciscore generate'; only its output files can be merged")
-    request = json.loads(attrs[REQUEST])
+    request = header.request
     shard = request.pop("shard", "")
-    requested, written = int(attrs[REQUESTED]), int(attrs[WRITTEN])
-    chunk = int(chunking[0]) if isinstance(chunking, list) else 64
-    return ShardFile(path, request, shard, int(attrs.get(FIRST, 0)), requested, written,
-                     attrs[STATUS] == "complete" and written == requested, chunk)
+    requested, written = header.requested, header.written
+    return ShardFile(header.path, request, shard, header.first, requested, written,
+                     header.attrs[STATUS] == "complete" and written == requested, header.chunk_samples)
 
 
 def check_shards(shards: Sequence[ShardFile]) -> int:
@@ -129,11 +124,21 @@ def _template(path: Path) -> tuple[xr.Dataset, dict]:
     return template, attrs
 
 
-def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False,
+def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike | None, *, overwrite: bool = False,
                  block_samples: int | None = None) -> Path:
     """Check the shard files `paths` (see `check_shards`) and write their samples, in global
     index order, to the NetCDF file `output`, `block_samples` at a time (default: the shards'
-    chunk along samples)."""
+    chunk along samples). A single Zarr store (`generate -o out.zarr`) is checked with
+    `sciscore.generate.sample_store.merge_store` instead and, given `output`, written to it."""
+    from sciscore.generate.sample_store import is_store, merge_store
+
+    if any(is_store(p) for p in paths):
+        if len(paths) != 1:
+            raise UserError("the shards of a zarr run wrote one store: give that store alone to check it "
+                            "(and convert it to NetCDF with -o)")
+        return merge_store(paths[0], output, overwrite=overwrite, block_samples=block_samples)
+    if output is None:
+        raise UserError("name the merged file with -o")
     shards = [read_shard(p) for p in paths]
     n = check_shards(shards)
     output = Path(output)

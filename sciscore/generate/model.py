@@ -28,6 +28,7 @@ from sciscore.fields.normalize import Normalizer
 from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
     DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 from sciscore.generate.sample_file import append_samples, create_sample_file, resume_sample_file
+from sciscore.generate.sample_store import append_store_samples, is_store, open_sample_store
 from sciscore.generate.shards import SHARD, TOTAL, Shard
 from sciscore.provenance import history_line, invocation, software_attrs
 from sciscore.sde.solvers import default_steps, parse_solver_options
@@ -208,7 +209,10 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
 
     With `shard` (index I of N), only the contiguous block of global sample indices `shard.block(n)`
     is drawn and written, with the global index as the `sample` coordinate; the N shard files
-    merged by `sciscore.generate.merge.merge_shards` equal the one-job file."""
+    merged by `sciscore.generate.merge.merge_shards` equal the one-job file.
+
+    A `path` ending in `.zarr` is one Zarr store of all n samples instead, in which each shard
+    writes its region (see `sciscore.generate.sample_store`)."""
     variables = model.select(variables)
     options = SamplerOptions(solver, steps, seed, grid, denoise, solver_options or {})
     _check_counts(n, batch_size)
@@ -224,20 +228,28 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
         if n < shard.count:
             raise UserError(f"-n {n} is fewer than the {shard.count} shards; use at most {n} shards")
         first, last = shard.block(n)
-        request["shard"] = str(shard)
-        global_attrs.update({SHARD: str(shard), TOTAL: int(n)})
-    if resume:
-        sample_file = resume_sample_file(path, request)
+    if is_store(path):  # one store of the whole run; each shard writes its region
+        append = append_store_samples
+        sample_file = open_sample_store(path, model.template(variables), n=n, shard=shard or Shard(0, 1),
+                                        request=request, global_attrs=global_attrs, batch_size=batch_size,
+                                        overwrite=overwrite, resume=resume, history=history_line(call))
     else:
-        sample_file = create_sample_file(
-            path, model.template(variables), requested=last - first, request=request, chunk_samples=batch_size,
-            global_attrs=global_attrs, overwrite=overwrite, first=first, history=history_line(call))
+        append = append_samples
+        if shard is not None:
+            request["shard"] = str(shard)
+            global_attrs.update({SHARD: str(shard), TOTAL: int(n)})
+        if resume:
+            sample_file = resume_sample_file(path, request)
+        else:
+            sample_file = create_sample_file(
+                path, model.template(variables), requested=last - first, request=request, chunk_samples=batch_size,
+                global_attrs=global_attrs, overwrite=overwrite, first=first, history=history_line(call))
     with _sigterm_as_interrupt():
         for start in tqdm(range(first + sample_file.written, last, batch_size), disable=not progress,
                           desc="generate", unit="batch"):
             stop = min(last, start + batch_size)
             x, nfe = model.sample_normalized(start, stop, options)
-            append_samples(sample_file, model._to_physical(x, variables), attrs={NFE: int(nfe)})
+            append(sample_file, model._to_physical(x, variables), attrs={NFE: int(nfe)})
     return sample_file.path
 
 

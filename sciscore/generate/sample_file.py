@@ -81,29 +81,73 @@ def create_sample_file(
     return SampleFile(path, tuple(ds.data_vars), int(requested), 0, int(first))
 
 
-def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
-    """Reopen an incomplete sample file for `--resume`; the request must match the original."""
+@dataclass(frozen=True)
+class SampleHeader:
+    """What a file written by `sciscore generate` says about itself: its global attributes, its
+    sample variables (sample, y, x) and their chunk length along samples."""
+
+    path: Path
+    attrs: dict
+    variables: tuple[str, ...]
+    chunk_samples: int
+
+    @property
+    def generated(self) -> bool:
+        """Whether the file carries the attributes `sciscore generate` writes."""
+        return STATUS in self.attrs and REQUEST in self.attrs
+
+    @property
+    def request(self) -> dict:
+        return json.loads(self.attrs[REQUEST])
+
+    @property
+    def requested(self) -> int:
+        return int(self.attrs[REQUESTED])
+
+    @property
+    def written(self) -> int:
+        return int(self.attrs[WRITTEN])
+
+    @property
+    def first(self) -> int:
+        return int(self.attrs.get(FIRST, 0))
+
+
+def read_header(path: str | os.PathLike) -> SampleHeader:
+    """Read the header of a sample file. Raises FileNotFoundError where `path` does not exist and
+    OSError where it is not NetCDF; the callers phrase these for their command."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it")
+        raise FileNotFoundError(path)
+    with netCDF4.Dataset(path) as nc:
+        attrs = {name: nc.getncattr(name) for name in nc.ncattrs()}
+        variables = [v for v in nc.variables.values() if v.dimensions[:1] == ("sample",) and v.ndim == 3]
+        chunking = variables[0].chunking() if variables else None
+        names = tuple(v.name for v in variables)
+    chunk = int(chunking[0]) if isinstance(chunking, list) else 64
+    return SampleHeader(path, attrs, names, chunk)
+
+
+def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
+    """Reopen an incomplete sample file for `--resume`; the request must match the original."""
     try:
-        with netCDF4.Dataset(path) as nc:
-            attrs = {name: nc.getncattr(name) for name in nc.ncattrs()}
-            variables = tuple(name for name, var in nc.variables.items() if var.dimensions[:1] == ("sample",) and var.ndim == 3)
+        header = read_header(path)
+    except FileNotFoundError:
+        raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it") from None
     except OSError as error:
         raise UserError(f"cannot resume: {path} is not a readable NetCDF file ({error}); start again without --resume") from None
-    if STATUS not in attrs or REQUEST not in attrs:
+    if not header.generated:
         raise UserError(f"cannot resume: {path} was not written by 'sciscore generate'")
-    if attrs[STATUS] == "complete":
-        raise UserError(f"{path} is already complete ({attrs[REQUESTED]} samples); nothing to resume")
-    original = json.loads(attrs[REQUEST])
+    if header.attrs[STATUS] == "complete":
+        raise UserError(f"{path} is already complete ({header.attrs[REQUESTED]} samples); nothing to resume")
+    original = header.request
     if original != json.loads(json.dumps(request, sort_keys=True)):
         changed = sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
         raise UserError(
             f"cannot resume {path}: it was started with different settings ({', '.join(changed)}); "
             f"repeat the original command with --resume, or start a new file"
         )
-    return SampleFile(path, variables, int(attrs[REQUESTED]), int(attrs[WRITTEN]), int(attrs.get(FIRST, 0)))
+    return SampleFile(Path(path), header.variables, header.requested, header.written, header.first)
 
 
 def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None) -> None:
