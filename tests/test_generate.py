@@ -12,7 +12,7 @@ from conftest import make_fields
 from sciscore.cli import main
 from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model
-from sciscore.generate.sample_file import REQUEST
+from sciscore.fields.sample_file import REQUEST
 from sciscore.train.trainer import train
 
 TINY = {

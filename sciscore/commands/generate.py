@@ -116,7 +116,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     from sciscore.fields.io import check_writable
     from sciscore.generate import generate_file, load_model
     from sciscore.generate.merge import merge_shards
-    from sciscore.generate.sample_file import STATUS
+    from sciscore.fields.sample_file import STATUS
     from sciscore.generate.shards import Shard
 
     if args.output is None:

@@ -14,7 +14,7 @@ _EXPORTS = {
                     "sciscore.generate.defaults"),
     **dict.fromkeys(("GenerativeModel", "SamplerOptions", "generate_file", "load_model"), "sciscore.generate.model"),
     **dict.fromkeys(("SampleFile", "append_samples", "create_sample_file", "resume_sample_file"),
-                    "sciscore.generate.sample_file"),
+                    "sciscore.fields.sample_file"),
     **dict.fromkeys(("Shard", "parse_shard"), "sciscore.generate.shards"),
     **dict.fromkeys(("check_shards", "merge_shards", "read_shard"), "sciscore.generate.merge"),
 }

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.generate.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
+from sciscore.fields.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
                                            create_sample_file)
 from sciscore.generate.shards import SHARD, TOTAL
 

@@ -1,10 +1,11 @@
-"""A NetCDF file of generated samples, written batch by batch and resumable.
+"""A NetCDF file of samples written batch by batch and resumable (`sciscore generate`, `sciscore simulate`).
 
 The file exists at its final path from the first batch on, always valid NetCDF, with the global
 attribute `sciscore_status` = "incomplete" and `sciscore_samples_written` = k until the last batch
 is written; then the status becomes "complete". A run interrupted by Ctrl-C or SIGTERM leaves a
-file holding its finished samples; `resume_sample_file` reopens it, checks that the request is the
-same (`sciscore_request`, a JSON string), and writing continues at sample k.
+file holding its finished samples; `resume_sample_file` reopens it, checks that it was written by
+the same command (`sciscore_writer`; files without it are `generate`'s) with the same request
+(`sciscore_request`, a JSON string), and writing continues at sample k.
 
 A shard of a run (`sciscore generate --shard I/N`) is such a file whose samples are the global
 indices `sciscore_first_sample` .. `sciscore_first_sample + sciscore_samples_requested - 1`; the
@@ -23,8 +24,8 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED re-exported)
-    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file)
+from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED, WRITER re-exported)
+    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file, WRITER, written_by)
 
 REQUEST = "sciscore_request"
 FIRST = "sciscore_first_sample"
@@ -57,16 +58,18 @@ def create_sample_file(
     overwrite: bool = False,
     first: int = 0,
     history: str | None = None,
+    command: str = "generate",
 ) -> SampleFile:
     """Create an empty sample file from `template` (data variables (sample, y, x) with 0 samples,
-    the spatial coordinates and the variable attributes), marked incomplete; its samples will be
-    the global indices first .. first + requested - 1. `history`: the new CF history line
-    (default: `sciscore.provenance.history_line()`)."""
+    the spatial coordinates, any further coordinates along `sample`, and the variable attributes),
+    marked incomplete and written by `sciscore <command>`; its samples will be the global indices
+    first .. first + requested - 1. `history`: the new CF history line (default:
+    `sciscore.provenance.history_line()`)."""
     path = check_writable(path, overwrite)
     ds = template.copy()
     ds.attrs = cf_global_attrs(ds, attrs=global_attrs, history=history)
     ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True),
-                     FIRST: int(first)})
+                     FIRST: int(first), WRITER: command})
     encoding = cf_encoding(ds, None)
     for name in ds.data_vars:
         encoding[name]["chunksizes"] = (max(1, chunk_samples), *ds[name].shape[1:])
@@ -81,8 +84,9 @@ def create_sample_file(
     return SampleFile(path, tuple(ds.data_vars), int(requested), 0, int(first))
 
 
-def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
-    """Reopen an incomplete sample file for `--resume`; the request must match the original."""
+def resume_sample_file(path: str | os.PathLike, request: dict, command: str = "generate") -> SampleFile:
+    """Reopen an incomplete sample file of `sciscore <command>` for `--resume`; the request must
+    match the original."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it")
@@ -92,8 +96,8 @@ def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
             variables = tuple(name for name, var in nc.variables.items() if var.dimensions[:1] == ("sample",) and var.ndim == 3)
     except OSError as error:
         raise UserError(f"cannot resume: {path} is not a readable NetCDF file ({error}); start again without --resume") from None
-    if STATUS not in attrs or REQUEST not in attrs:
-        raise UserError(f"cannot resume: {path} was not written by 'sciscore generate'")
+    if STATUS not in attrs or REQUEST not in attrs or written_by(attrs) != command:
+        raise UserError(f"cannot resume: {path} was not written by 'sciscore {command}'")
     if attrs[STATUS] == "complete":
         raise UserError(f"{path} is already complete ({attrs[REQUESTED]} samples); nothing to resume")
     original = json.loads(attrs[REQUEST])
@@ -106,9 +110,11 @@ def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
     return SampleFile(path, variables, int(attrs[REQUESTED]), int(attrs[WRITTEN]), int(attrs.get(FIRST, 0)))
 
 
-def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None) -> None:
-    """Write a batch (each value (b, H, W)) after the samples already written, update the
-    progress attributes (and `attrs`), and close the file so that it is valid on disk."""
+def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None,
+                   coords: dict[str, np.ndarray] | None = None) -> None:
+    """Write a batch (each value of `fields` (b, H, W), of `coords` (b,): coordinates along
+    `sample` other than `sample` itself) after the samples already written, update the progress
+    attributes (and `attrs`), and close the file so that it is valid on disk."""
     b = next(iter(fields.values())).shape[0]
     start, stop = sample_file.written, sample_file.written + b
     if stop > sample_file.requested:
@@ -117,6 +123,8 @@ def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs
         for name in sample_file.variables:
             nc[name][start:stop] = np.asarray(fields[name], dtype=np.float32)
         nc["sample"][start:stop] = np.arange(sample_file.first + start, sample_file.first + stop)
+        for name, values in (coords or {}).items():
+            nc[name][start:stop] = np.asarray(values)
         for name, value in (attrs or {}).items():
             nc.setncattr(name, value)
         nc.setncattr(WRITTEN, np.int64(stop))
