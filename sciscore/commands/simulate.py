@@ -99,7 +99,7 @@ def recipe_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from sciscore.simulate.allocator import reuse_freed_memory
     from sciscore.simulate.output import simulate_file
-    from sciscore.train.stopping import stop_on_signals
+    from sciscore.stopping import stop_on_signals
 
     recipe = recipe_from_args(args)
     if args.resume and args.overwrite:

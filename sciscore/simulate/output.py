@@ -41,7 +41,7 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
     """Run `recipe` into the NetCDF file `path`, writing each round's snapshots as they are made.
 
     resume : continue the incomplete file `path` of an interrupted run with the same options
-    stop : an object whose `requested` becomes true to stop (e.g. `sciscore.train.stopping
+    stop : an object whose `requested` becomes true to stop (e.g. `sciscore.stopping
         .stop_on_signals()`): the state is saved at the end of the current chunk of steps and
         `KeyboardInterrupt` is raised, leaving a file that `resume=True` finishes
     checkpoint_seconds : wall time between two saves of the state in the middle of a round or of
@@ -96,8 +96,6 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
             saved_state.unlink(missing_ok=True)
             return
         save(problem, position)
-        if stop is not None and stop.requested:
-            raise KeyboardInterrupt
 
     run_recipe(recipe, start=start, on_round=on_round, after_chunk=after_chunk, progress=progress)
     return sample_file.path
