@@ -129,7 +129,9 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
     state_path(path).unlink()
     refused([*small, "--resume", "-o", str(path)], "saved state")
     assert main(["simulate", *small, "--overwrite", "-o", str(path)]) == 0
+    state_path(path).write_bytes(b"left by a run killed after its last write")
     refused([*small, "--resume", "-o", str(path)], "already complete")
+    assert not state_path(path).exists()  # the stale state of a complete file is removed
     # an incomplete file refuses to be analysed and names the command that finishes it
     with netCDF4.Dataset(netcdf, "a") as nc:
         nc.setncattr("sciscore_writer", "simulate")

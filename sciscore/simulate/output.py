@@ -20,8 +20,10 @@ import os
 import time
 from pathlib import Path
 
+import netCDF4
+
 from sciscore.errors import UserError
-from sciscore.fields.io import check_writable
+from sciscore.fields.io import STATUS, check_writable, written_by
 from sciscore.fields.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.simulate.problem import Problem
 from sciscore.simulate.recipes import Position, Recipe, empty_dataset, round_snapshots, run_recipe
@@ -33,6 +35,14 @@ MACHINE_ONLY = ("device", "threads", "name")  # where a run computes and what it
 def recipe_request(recipe: Recipe) -> dict:
     """The options that determine the file's contents, stored in it and compared on resume."""
     return {k: v for k, v in dataclasses.asdict(recipe).items() if k not in MACHINE_ONLY}
+
+
+def _complete(path: Path) -> bool:
+    try:
+        with netCDF4.Dataset(path) as nc:
+            return written_by(nc.__dict__) == "simulate" and nc.__dict__.get(STATUS) == "complete"
+    except OSError:
+        return False
 
 
 def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
@@ -55,7 +65,12 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
     saved_state = state_path(path)
     start = None
     if resume:
-        sample_file = resume_sample_file(path, request, command="simulate")
+        try:
+            sample_file = resume_sample_file(path, request, command="simulate")
+        except UserError:
+            if _complete(path):  # killed between the last write and the removal of the state
+                saved_state.unlink(missing_ok=True)
+            raise
         if saved_state.exists():
             position, problem, written = load_state(saved_state, recipe, request)
             if written > sample_file.written:
