@@ -12,7 +12,7 @@ from conftest import make_fields
 from sciscore.cli import main
 from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model
-from sciscore.generate.sample_file import REQUEST
+from sciscore.fields.sample_file import REQUEST
 from sciscore.train.trainer import train
 
 TINY = {
@@ -133,6 +133,46 @@ def test_interrupt_and_resume_gives_the_uninterrupted_samples(model, tmp_path, m
     with pytest.raises(UserError, match="already complete"):
         generate_file(model, target, 7, seed=5, batch_size=2, resume=True, **FAST)
 
+
+
+@pytest.mark.slow  # one more interpreter starts (torch imports); a few seconds on an idle machine
+def test_sigkill_at_a_random_point_then_resume_is_the_uninterrupted_file(run_dir, tmp_path):
+    """A real `python -m sciscore generate` killed (SIGKILL: no handler runs) at a seeded random
+    batch; --resume finishes the file with exactly the uninterrupted samples."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    argv = ["generate", "--model", str(run_dir), "-n", "40", "--batch-size", "1", "--solver", "ode-heun",
+            "--steps", "3", "--seed", "5", "--device", "cpu", "--threads", "1", "--quiet"]
+    reference, path = tmp_path / "reference.nc", tmp_path / "killed.nc"
+    assert main([*argv, "-o", str(reference)]) == 0
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "sciscore", *argv, "-o", str(path)],
+                               env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)})
+    # watch the batches land by the file's size (opening it would take HDF5's lock from the writer)
+    draw = random.Random(13)
+    batches, size, deadline = draw.randrange(2, 20), -1, time.monotonic() + 60
+    while batches > 0 and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        current = path.stat().st_size if path.exists() else -1
+        if current != size:
+            batches, size = batches - (size >= 0), current
+        time.sleep(0.001)
+    time.sleep(draw.uniform(0, 0.005))
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    with xr.open_dataset(path) as partial:
+        assert partial.attrs["sciscore_status"] == "incomplete" and partial.sizes["sample"] < 40
+    assert main([*argv, "--resume", "-o", str(path)]) == 0
+    with xr.open_dataset(reference) as a, xr.open_dataset(path) as b:
+        assert b.attrs["sciscore_status"] == "complete" and b.sizes["sample"] == 40
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.nc", "reference.nc"]  # nothing hidden left
 
 def _cli(*args):
     return main(list(args))

@@ -1,4 +1,4 @@
-"""`sciscore simulate`: options, recipes, reproducibility, interrupt safety, the written file."""
+"""`sciscore simulate`: options, recipes, reproducibility, interruption and resume, the written file."""
 
 from __future__ import annotations
 
@@ -104,20 +104,36 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
         assert ds.sizes["sample"] == 7
 
 
-def test_interrupted_run_leaves_no_file(tmp_path, monkeypatch):
+def test_interrupted_run_leaves_a_file_that_resume_finishes_bit_for_bit(tmp_path, monkeypatch):
+    reference = tmp_path / "reference.nc"
+    assert main(["simulate", *SMALL, "-o", str(reference)]) == 0
     calls = {"n": 0}
     real_advance = recipes.advance
 
     def interrupted_advance(problem, duration, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 3:  # spin-up, round 1, then Ctrl-C in round 2
             raise KeyboardInterrupt
         return real_advance(problem, duration, **kwargs)
 
     monkeypatch.setattr(recipes, "advance", interrupted_advance)
     out = tmp_path / "partial.nc"
     assert main(["simulate", *SMALL, "-o", str(out)]) == 130
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    # the finished round is in the file, marked incomplete; the state to go on is next to it; no hidden files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.nc", "partial.nc.state.safetensors",
+                                                          "reference.nc"]
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["sciscore_status"] == "incomplete" and ds.attrs["sciscore_samples_written"] == 3
+        assert ds.sizes["sample"] == 3
+    assert main(["simulate", *SMALL, "--resume", "-o", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.nc", "reference.nc"]
+    with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
+        assert b.attrs["sciscore_status"] == "complete" and b.sizes["sample"] == 7
+        for name in [*a.data_vars, *a.coords]:
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert a.attrs["steps_at_resolution"] == b.attrs["steps_at_resolution"]
+        assert a.attrs["spinup_end_time"] == b.attrs["spinup_end_time"]
 
 
 def test_simulate_dataset_sample_count_does_not_depend_on_rounding():

@@ -100,7 +100,7 @@ def test_corrupt_earlier_metrics_line_is_one_line_error(inputs, capsys):
 
 
 def test_sigint_and_sigterm_set_the_stop_request_and_a_second_signal_interrupts():
-    from sciscore.train.stopping import stop_on_signals
+    from sciscore.stopping import stop_on_signals
 
     # the handlers in place before (SIGINT is ignored when the tests run as a background job)
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -114,7 +114,7 @@ def test_sigint_and_sigterm_set_the_stop_request_and_a_second_signal_interrupts(
 
 
 def test_stop_request_saves_the_step_and_raises(inputs):
-    from sciscore.train.stopping import StopRequest
+    from sciscore.stopping import StopRequest
     from sciscore.train.trainer import train
 
     stop = StopRequest()

@@ -121,7 +121,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
     from sciscore.fields.io import check_writable
     from sciscore.generate import generate_file, load_model
     from sciscore.generate.merge import merge_shards
-    from sciscore.generate.sample_file import STATUS, read_header
+    from sciscore.fields.sample_file import STATUS, read_header
     from sciscore.generate.sample_store import is_store, remove_store, shard_complete
     from sciscore.generate.shards import Shard
 

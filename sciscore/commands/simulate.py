@@ -1,8 +1,10 @@
 """`sciscore simulate`: run the moist 2D turbulence simulator and write NetCDF training data.
 
 Options come from (lowest to highest priority) the built-in defaults, `--recipe FILE.toml` and the
-command line. The fields are computed in memory and written at the end with `write_fields`
-(temporary file, then rename), so an interrupted run leaves no file that looks complete.
+command line. Each sampling round's snapshots are written as they are made to a file marked
+incomplete until the last one (`sciscore.simulate.output.simulate_file`); SIGINT or SIGTERM saves
+the simulator state and exits 130, and `--resume` finishes the file of an interrupted run, bit for
+bit the file an uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def register(subparsers):
     add_device(parser)
     parser.set_defaults(device=None)
     add_overwrite(parser)
+    add("--resume", action="store_true", help="finish the output file of an interrupted run (give the same "
+        "options); the result is the file an uninterrupted run writes")
+    add("--checkpoint-seconds", type=number(0), default=300.0, metavar="SECONDS",
+        help="wall time between two saves of the simulator state (OUTPUT.state.safetensors) within a round or "
+             "the spin-up; it is also saved after each round and on SIGINT/SIGTERM (default 300)")
     add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
@@ -90,13 +97,13 @@ def recipe_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sciscore.fields import write_fields
-    from sciscore.fields.io import check_writable
     from sciscore.simulate.allocator import reuse_freed_memory
-    from sciscore.simulate.recipes import simulate_dataset
+    from sciscore.simulate.output import simulate_file
+    from sciscore.stopping import stop_on_signals
 
     recipe = recipe_from_args(args)
-    check_writable(args.output, args.overwrite)  # fail before hours of work, not after
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; choose one")
     if recipe.threads:
         import torch
 
@@ -104,18 +111,20 @@ def run(args: argparse.Namespace) -> int:
     if recipe.device != "cuda":
         reuse_freed_memory()  # fewer page faults per step on the CPU (see sciscore.simulate.allocator)
     start = time.perf_counter()
-    ds = simulate_dataset(recipe, progress=not args.quiet)
-    seconds = time.perf_counter() - start
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(dataclasses.asdict(recipe).items())
                        if k not in ("model", "name", "device", "threads") and v is not None)
-    path = write_fields(
-        ds, args.output, overwrite=args.overwrite,
-        title=f"moist 2D turbulence, {recipe.resolution}x{recipe.resolution}, {recipe.samples} samples"
-        + (f" (recipe {recipe.name})" if recipe.name else ""),
-        source="sciscore.simulate: pseudo-spectral forced 2D Navier-Stokes with a condensing supersaturation "
-        "tracer (torch.fft)",
-        history=f"sciscore simulate {options}",
-    )
-    log.info("wrote %s: %d samples of %dx%d in %.1f s", path, recipe.samples, recipe.resolution, recipe.resolution,
-             seconds)
+    # SIGINT/SIGTERM: save the state at the end of the current chunk of steps, exit 130 (resumable)
+    with stop_on_signals() as stop:
+        path = simulate_file(
+            recipe, args.output, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, stop=stop,
+            checkpoint_seconds=args.checkpoint_seconds,
+            title=f"moist 2D turbulence, {recipe.resolution}x{recipe.resolution}, {recipe.samples} samples"
+            + (f" (recipe {recipe.name})" if recipe.name else ""),
+            source="sciscore.simulate: pseudo-spectral forced 2D Navier-Stokes with a condensing supersaturation "
+            "tracer (torch.fft)",
+            history=f"sciscore simulate {options}",
+        )
+    seconds = time.perf_counter() - start
+    log.info("wrote %s: %d samples of %dx%d in %.1f s%s", path, recipe.samples, recipe.resolution, recipe.resolution,
+             seconds, " (resumed)" if args.resume else "")
     return 0

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         rank, world_size = group.rank, group.world_size
         if not group.main:
             logging.getLogger("sciscore").setLevel(logging.WARNING)
-    from sciscore.train.stopping import stop_on_signals
+    from sciscore.stopping import stop_on_signals
 
     try:
         with stop_on_signals() as stop:  # SIGINT/SIGTERM: finish the step, save a checkpoint, exit 130

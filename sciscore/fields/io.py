@@ -108,15 +108,23 @@ def _kind(dtype) -> str:
     return f"{kinds.get(dtype.kind, 'values')} (dtype {dtype})"
 
 
-# Global attributes of a file written batch by batch (`sciscore generate`): "incomplete" until done.
+# Global attributes of a file written batch by batch (`sciscore generate`, `sciscore simulate`; see
+# `sciscore.fields.sample_file`): "incomplete" until done, and the command that writes it.
 STATUS = "sciscore_status"
 WRITTEN = "sciscore_samples_written"
 REQUESTED = "sciscore_samples_requested"
+WRITER = "sciscore_writer"
+
+
+def written_by(attrs: dict) -> str:
+    """The sciscore command that wrote a batch-by-batch file with global attributes `attrs`
+    (files from before the attribute existed are `generate`'s)."""
+    return str(attrs.get(WRITER, "generate"))
 
 
 def check_complete(ds: xr.Dataset, where: str) -> None:
-    """Refuse a file that `sciscore generate` marked incomplete (it was interrupted): analysing or
-    training on part of a run without knowing it would mislead."""
+    """Refuse a file that `sciscore generate` or `sciscore simulate` marked incomplete (it was
+    interrupted): analysing or training on part of a run without knowing it would mislead."""
     if ds.attrs.get(STATUS) == "incomplete":
         from sciscore.generate.sample_store import SHARD_COUNT, WRITTEN_FLAG, describe_missing
 
@@ -126,8 +134,9 @@ def check_complete(ds: xr.Dataset, where: str) -> None:
                 raise UserError(problem)
             return
         written, requested = ds.attrs.get(WRITTEN, "?"), ds.attrs.get(REQUESTED, "?")
-        raise UserError(f"{where} is incomplete: its generation was interrupted after {written} of {requested} "
-                        f"samples; finish it with 'sciscore generate --resume -o {where}' and the same options")
+        command = written_by(ds.attrs)
+        raise UserError(f"{where} is incomplete: its {command} run was interrupted after {written} of {requested} "
+                        f"samples; finish it with 'sciscore {command} --resume -o {where}' and the same options")
 
 
 def open_fields(

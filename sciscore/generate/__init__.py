@@ -15,7 +15,7 @@ _EXPORTS = {
     **dict.fromkeys(("GenerativeModel", "SamplerOptions", "generate_file", "load_model"), "sciscore.generate.model"),
     **dict.fromkeys(("SampleFile", "SampleHeader", "append_samples", "create_sample_file", "read_header",
                      "resume_sample_file"),
-                    "sciscore.generate.sample_file"),
+                    "sciscore.fields.sample_file"),
     **dict.fromkeys(("check_store", "merge_store"), "sciscore.generate.sample_store"),
     **dict.fromkeys(("Shard", "parse_shard"), "sciscore.generate.shards"),
     **dict.fromkeys(("check_shards", "merge_shards", "read_shard"), "sciscore.generate.merge"),

@@ -19,8 +19,8 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.generate.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
-                                           create_sample_file, read_header)
+from sciscore.fields.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
+                                         create_sample_file, read_header)
 from sciscore.generate.shards import SHARD, TOTAL
 
 # attributes that describe one shard, not the merged run

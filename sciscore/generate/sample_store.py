@@ -33,7 +33,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields.io import cf_global_attrs, check_writable
-from sciscore.generate.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN
+from sciscore.fields.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN
 from sciscore.generate.shards import Shard
 
 WRITTEN_FLAG = "sample_written"     # variable (sample): 1 where the sample's fields are on disk
@@ -303,7 +303,7 @@ def merge_store(path: str | os.PathLike, output: str | os.PathLike | None = None
                 block_samples: int | None = None) -> Path:
     """Check that every sample of the store `path` is written (see `check_store`) and, given
     `output`, write the run to that CF NetCDF file block by block (equal to a one-job run's file)."""
-    from sciscore.generate.sample_file import append_samples, create_sample_file
+    from sciscore.fields.sample_file import append_samples, create_sample_file
 
     if output is not None and is_store(output):
         raise UserError(f"-o {output}: merge writes one NetCDF file; give a name ending in .nc")

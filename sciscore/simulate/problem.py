@@ -176,15 +176,19 @@ def cfl_dt(problem: Problem) -> float:
     return problem.dt_max if speed == 0 else min(problem.dt_max, problem.cfl * problem.grid.dx / speed)
 
 
-def advance(problem: Problem, duration: float, cfl_interval: int = 50, progress=None) -> Problem:
+def advance(problem: Problem, duration: float, cfl_interval: int = 50, progress=None, *,
+            remaining: float | None = None, after_chunk=None) -> Problem:
     """Step for exactly `duration` time units with CFL-limited steps, re-evaluating dt every `cfl_interval` steps.
 
     Each chunk of steps uses one dt, shortened so that the run ends exactly at t + duration.
-    `progress` (a tqdm bar or None) is updated with the simulated time.
+    `progress` (a tqdm bar or None) is updated with the simulated time. `after_chunk(remaining)`,
+    if given, is called after each chunk with the time still to go (to save the state or stop).
+    `remaining` continues an advance of `duration` that was saved with that much time to go: from
+    the saved state it takes the same steps as the uninterrupted call, bit for bit.
     """
     if duration < 0:
         raise UserError(f"duration={duration} must be >= 0")
-    remaining = float(duration)
+    remaining = float(duration if remaining is None else remaining)
     while remaining > 1e-12 * max(1.0, duration):
         dt = cfl_dt(problem)
         steps_to_end = math.ceil(remaining / dt - 1e-9)
@@ -200,6 +204,8 @@ def advance(problem: Problem, duration: float, cfl_interval: int = 50, progress=
         if not torch.isfinite(problem.sol).all():
             raise UserError(f"the simulation blew up (NaN/inf) at t={problem.clock.t:.4g} with dt={dt:.3g}; "
                             "lower the CFL number (--cfl) or raise the hyperviscosity (--model-param nu=...)")
+        if after_chunk is not None:
+            after_chunk(remaining)
     return problem
 
 

@@ -10,6 +10,9 @@ Schedule of one run (all members in one batch):
    interpolation (zero padding) to `resolution` and `relax` more time units there;
 2. sampling: ceil(samples/members) rounds of `interval` time units; after each, every member gives
    one snapshot. Sample i is member i % members at time spin-up + (i // members + 1) · interval.
+
+`run_recipe` runs this schedule with hooks after each round and each chunk of steps, and can start
+from a saved `Position` (see `sciscore.simulate.output` for the resumable file writer).
 """
 
 from __future__ import annotations
@@ -150,60 +153,140 @@ def upsample(problem: Problem, grid: Grid) -> torch.Tensor:
     return out * grid.dealias
 
 
-def simulate_dataset(recipe: Recipe, progress: bool = True) -> xr.Dataset:
-    """Run `recipe` and return its Dataset: `supersaturation`, `vorticity` (and `context`) on (sample, y, x)."""
+PHASES = ("spinup", "relax", "sampling")
+
+
+@dataclass
+class Position:
+    """Where a run of a recipe stands: its phase ("spinup", "relax" after a coarse spin-up, or
+    "sampling"), the sampling rounds done, the model time still to go in the current advance (the
+    phase's, or the next round's interval; None: all of it) and the time sampling started."""
+
+    phase: str = "spinup"
+    rounds: int = 0
+    remaining: float | None = None
+    spinup_end_time: float | None = None
+
+
+def make_problem(recipe: Recipe, phase: str = "sampling") -> Problem:
+    """The `Problem` at rest that runs `phase` of `recipe`: on the spin-up grid with the spin-up
+    noise stream for "spinup", on the sampling grid with the sampling stream otherwise."""
     from sciscore.devices import resolve_device
-    from tqdm.auto import tqdm
 
     device = resolve_device(recipe.device)  # recipe.threads is the command's to set (sciscore simulate)
-    dtype = DTYPES[recipe.dtype]
     seeds = torch.Generator().manual_seed(recipe.seed)
     # two derived seeds: one stream for the spin-up grid, one for the sampling grid
     spinup_seed, sampling_seed = (int(s) for s in torch.randint(0, 2**62, (2,), generator=seeds))
-
-    def make(n, seed):
-        return Problem(Grid(n, device=device, dtype=dtype), recipe.params(n), members=recipe.members, seed=seed,
-                       stepper=recipe.stepper, cfl=recipe.cfl)
-
-    bar = tqdm(total=recipe.simulated_time, disable=not progress, unit="t", desc=f"simulate {recipe.resolution}²",
-               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} time units [{elapsed}<{remaining}]")
     n_spinup = recipe.spinup_resolution or recipe.resolution
     ladder = n_spinup < recipe.resolution
-    problem = make(n_spinup, spinup_seed if ladder else sampling_seed)
-    advance(problem, recipe.spinup, progress=bar)
-    if ladder:
-        fine = make(recipe.resolution, sampling_seed)
-        fine.sol = upsample(problem, fine.grid)
-        fine.clock.t = problem.clock.t
-        problem = fine
-        advance(problem, recipe.relax, progress=bar)
-    spinup_end = problem.clock.t
-    n = recipe.resolution
-    fields = {name: np.empty((recipe.rounds * recipe.members, n, n), dtype=np.float32)
-              for name in ("supersaturation", "vorticity")}
-    times = np.empty(recipe.rounds * recipe.members)
-    for r in range(recipe.rounds):
-        advance(problem, recipe.interval, progress=bar)
-        state = updatevars(problem)
-        rows = slice(r * recipe.members, (r + 1) * recipe.members)
-        fields["supersaturation"][rows] = state.s.float().cpu().numpy()
-        fields["vorticity"][rows] = state.zeta.float().cpu().numpy()
-        times[rows] = problem.clock.t
-    bar.close()
-    m = recipe.samples
-    data = {name: (("sample", "y", "x"), values[:m], dict(VARIABLE_ATTRS[name])) for name, values in fields.items()}
-    if math.isfinite(problem.params.tau_c):  # the tracer condenses: diagnostics compare s+/tau_c
-        data["supersaturation"][2]["condensation_timescale"] = float(problem.params.tau_c)
+    n, seed = (n_spinup, spinup_seed if ladder else sampling_seed) if phase == "spinup" else \
+        (recipe.resolution, sampling_seed)
+    return Problem(Grid(n, device=device, dtype=DTYPES[recipe.dtype]), recipe.params(n), members=recipe.members,
+                   seed=seed, stepper=recipe.stepper, cfl=recipe.cfl)
+
+
+def run_recipe(recipe: Recipe, *, start: tuple[Position, Problem] | None = None, on_round=None, after_chunk=None,
+               progress: bool = True) -> tuple[Position, Problem]:
+    """Run `recipe`: spin-up (and relax), then `recipe.rounds` sampling rounds of `interval`.
+
+    `on_round(round, problem, position)` is called after each sampling round (its snapshots are
+    the state of `problem`), `after_chunk(problem, position)` after each chunk of steps (to save
+    the state or stop). `start` = (position, problem) continues a run saved at `position`
+    (`problem` holding its state): the rest of the run is the uninterrupted one, bit for bit.
+    Returns the final position and problem.
+    """
+    from tqdm.auto import tqdm
+
+    position, problem = start if start is not None else (Position(), make_problem(recipe, "spinup"))
+    position = dataclasses.replace(position)
+    ladder = (recipe.spinup_resolution or recipe.resolution) < recipe.resolution
+
+    def run_phase(duration: float) -> None:
+        def chunk_done(remaining: float) -> None:
+            position.remaining = remaining
+            after_chunk(problem, position)
+
+        advance(problem, duration, progress=bar, remaining=position.remaining,
+                after_chunk=None if after_chunk is None else chunk_done)
+        position.remaining = None
+
+    bar = tqdm(total=recipe.simulated_time, initial=problem.clock.t, disable=not progress, unit="t",
+               desc=f"simulate {recipe.resolution}²",
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} time units [{elapsed}<{remaining}]")
+    try:
+        if position.phase == "spinup":
+            run_phase(recipe.spinup)
+            if ladder:
+                fine = make_problem(recipe, "relax")
+                fine.sol = upsample(problem, fine.grid)
+                fine.clock.t = problem.clock.t
+                problem = fine
+                position.phase = "relax"
+        if position.phase == "relax":
+            run_phase(recipe.relax)
+        if position.phase != "sampling":
+            position.phase, position.spinup_end_time = "sampling", problem.clock.t
+        while position.rounds < recipe.rounds:
+            run_phase(recipe.interval)
+            position.rounds += 1
+            if on_round is not None:
+                on_round(position.rounds - 1, problem, position)
+    finally:
+        bar.close()
+    return position, problem
+
+
+def round_snapshots(recipe: Recipe, problem: Problem, round: int) -> tuple[dict, dict]:
+    """The snapshots of sampling round `round` that the recipe keeps (all members, fewer in a last
+    partial round): fields {name: (b, n, n) float32} and the coordinates {member, time: (b,)}."""
+    b = min(recipe.members, recipe.samples - round * recipe.members)
+    state = updatevars(problem)
+    fields = {"supersaturation": state.s[:b].float().cpu().numpy(), "vorticity": state.zeta[:b].float().cpu().numpy()}
     if recipe.context_wavenumber:
         pattern = context_pattern(problem.grid, recipe.context_wavenumber).float().cpu().numpy()
-        data["context"] = (("sample", "y", "x"), np.broadcast_to(pattern, (m, n, n)).copy(),
-                           dict(VARIABLE_ATTRS["context"]))
-    coords = coordinates(problem.grid)
-    coords["sample"] = ("sample", np.arange(m), {"long_name": "sample index"})
-    coords["member"] = ("sample", np.arange(m) % recipe.members, {"long_name": "ensemble member of the sample"})
-    coords["time"] = ("sample", times[:m], {"long_name": "model time of the snapshot", "units": "1"})
+        fields["context"] = np.broadcast_to(pattern, (b, *pattern.shape)).copy()
+    coords = {"member": np.arange(b), "time": np.full(b, float(problem.clock.t))}
+    return fields, coords
+
+
+def recipe_dataset(recipe: Recipe, problem: Problem, fields: dict, coords: dict) -> xr.Dataset:
+    """The Dataset of `recipe`'s snapshots `fields` {name: (samples, n, n)} with coordinates
+    {member, time: (samples,)}, every parameter as attributes (`problem` on the sampling grid)."""
+    data = {name: (("sample", "y", "x"), values, dict(VARIABLE_ATTRS[name])) for name, values in fields.items()}
+    if math.isfinite(problem.params.tau_c):  # the tracer condenses: diagnostics compare s+/tau_c
+        data["supersaturation"][2]["condensation_timescale"] = float(problem.params.tau_c)
+    m = len(coords["member"])
+    out = coordinates(problem.grid)
+    out["sample"] = ("sample", np.arange(m), {"long_name": "sample index"})
+    out["member"] = ("sample", coords["member"], {"long_name": "ensemble member of the sample"})
+    out["time"] = ("sample", coords["time"], {"long_name": "model time of the snapshot", "units": "1"})
     attrs = problem_attrs(problem)
     attrs.pop("seed")
     attrs.update(recipe.to_attrs())
-    attrs.update(spinup_end_time=float(spinup_end), steps_at_resolution=int(problem.clock.step))
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return xr.Dataset(data, coords=out, attrs=attrs)
+
+
+def empty_dataset(recipe: Recipe) -> xr.Dataset:
+    """`recipe_dataset` with no samples: the layout and attributes of the file it writes."""
+    n = recipe.resolution
+    names = ["supersaturation", "vorticity"] + (["context"] if recipe.context_wavenumber else [])
+    fields = {name: np.empty((0, n, n), dtype=np.float32) for name in names}
+    return recipe_dataset(recipe, make_problem(recipe, "sampling"), fields,
+                          {"member": np.empty(0, dtype=np.int64), "time": np.empty(0)})
+
+
+def simulate_dataset(recipe: Recipe, progress: bool = True) -> xr.Dataset:
+    """Run `recipe` and return its Dataset: `supersaturation`, `vorticity` (and `context`) on (sample, y, x).
+
+    All snapshots are held in memory; `sciscore.simulate.output.simulate_file` writes them to a
+    file as they are made instead (and resumes).
+    """
+    rounds: list[tuple[dict, dict]] = []
+    position, problem = run_recipe(
+        recipe, progress=progress,
+        on_round=lambda r, problem, position: rounds.append(round_snapshots(recipe, problem, r)))
+    fields = {name: np.concatenate([f[name] for f, _ in rounds]) for name in rounds[0][0]}
+    coords = {name: np.concatenate([c[name] for _, c in rounds]) for name in ("member", "time")}
+    ds = recipe_dataset(recipe, problem, fields, coords)
+    ds.attrs.update(spinup_end_time=float(position.spinup_end_time), steps_at_resolution=int(problem.clock.step))
+    return ds

@@ -202,7 +202,7 @@ def train(config: TrainConfig | dict, run_dir, *, resume: bool = False, overwrit
     run continues from the checkpoint in `run_dir` (its saved config wins except for the step
     count, device, threads and quiet). torch's default random generator is forked for the
     run (see the module docstring): the caller's random state is unchanged afterwards. `stop`: a
-    `sciscore.train.stopping.StopRequest`; once it is set, training saves a checkpoint after the
+    `sciscore.stopping.StopRequest`; once it is set, training saves a checkpoint after the
     current step and raises KeyboardInterrupt."""
     if isinstance(config, dict):
         config = config_from_dict(config)

@@ -1,9 +1,10 @@
-"""Stop training cleanly on SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's time limit).
+"""Stop long work cleanly on SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's time limit).
 
-While `stop_on_signals()` is active, the first signal only records a request: the training loop
-finishes the current step, saves a checkpoint and raises `KeyboardInterrupt` (the CLI exits with
-status 130), so no work is lost and `--resume` continues bit-exactly. A second signal interrupts
-at once. Outside the main thread (where handlers cannot be installed) nothing changes.
+While `stop_on_signals()` is active, the first signal only records a request: the work loop
+(`sciscore train`'s steps, `sciscore simulate`'s chunks of time steps) finishes the current unit,
+saves its state and raises `KeyboardInterrupt` (the CLI exits with status 130), so no work is lost
+and `--resume` continues bit-exactly. A second signal interrupts at once. Outside the main thread
+(where handlers cannot be installed) nothing changes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopRequest:
-    """Set by the first SIGINT/SIGTERM; the training loop polls `requested` after each step."""
+    """Set by the first SIGINT/SIGTERM; the work loop polls `requested` after each unit of work."""
 
     def __init__(self):
         self.signal: int | None = None

@@ -1,10 +1,11 @@
-"""A NetCDF file of generated samples, written batch by batch and resumable.
+"""A NetCDF file of samples written batch by batch and resumable (`sciscore generate`, `sciscore simulate`).
 
 The file exists at its final path from the first batch on, always valid NetCDF, with the global
 attribute `sciscore_status` = "incomplete" and `sciscore_samples_written` = k until the last batch
 is written; then the status becomes "complete". A run interrupted by Ctrl-C or SIGTERM leaves a
-file holding its finished samples; `resume_sample_file` reopens it, checks that the request is the
-same (`sciscore_request`, a JSON string), and writing continues at sample k.
+file holding its finished samples; `resume_sample_file` reopens it, checks that it was written by
+the same command (`sciscore_writer`; files without it are `generate`'s) with the same request
+(`sciscore_request`, a JSON string), and writing continues at sample k.
 
 A shard of a run (`sciscore generate --shard I/N`) is such a file whose samples are the global
 indices `sciscore_first_sample` .. `sciscore_first_sample + sciscore_samples_requested - 1`; the
@@ -23,8 +24,8 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED re-exported)
-    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file)
+from sciscore.fields.io import (  # noqa: F401  (STATUS, WRITTEN, REQUESTED, WRITER re-exported)
+    REQUESTED, STATUS, WRITTEN, cf_encoding, cf_global_attrs, check_writable, temporary_file, WRITER, written_by)
 
 REQUEST = "sciscore_request"
 FIRST = "sciscore_first_sample"
@@ -57,16 +58,18 @@ def create_sample_file(
     overwrite: bool = False,
     first: int = 0,
     history: str | None = None,
+    command: str = "generate",
 ) -> SampleFile:
     """Create an empty sample file from `template` (data variables (sample, y, x) with 0 samples,
-    the spatial coordinates and the variable attributes), marked incomplete; its samples will be
-    the global indices first .. first + requested - 1. `history`: the new CF history line
-    (default: `sciscore.provenance.history_line()`)."""
+    the spatial coordinates, any further coordinates along `sample`, and the variable attributes),
+    marked incomplete and written by `sciscore <command>`; its samples will be the global indices
+    first .. first + requested - 1. `history`: the new CF history line (default:
+    `sciscore.provenance.history_line()`)."""
     path = check_writable(path, overwrite)
     ds = template.copy()
     ds.attrs = cf_global_attrs(ds, attrs=global_attrs, history=history)
     ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True),
-                     FIRST: int(first)})
+                     FIRST: int(first), WRITER: command})
     encoding = cf_encoding(ds, None)
     for name in ds.data_vars:
         encoding[name]["chunksizes"] = (max(1, chunk_samples), *ds[name].shape[1:])
@@ -83,7 +86,7 @@ def create_sample_file(
 
 @dataclass(frozen=True)
 class SampleHeader:
-    """What a file written by `sciscore generate` says about itself: its global attributes, its
+    """What a sample file (of `sciscore generate` or `simulate`) says about itself: its global attributes, its
     sample variables (sample, y, x) and their chunk length along samples."""
 
     path: Path
@@ -93,7 +96,7 @@ class SampleHeader:
 
     @property
     def generated(self) -> bool:
-        """Whether the file carries the attributes `sciscore generate` writes."""
+        """Whether the file carries the progress attributes of a sample file."""
         return STATUS in self.attrs and REQUEST in self.attrs
 
     @property
@@ -128,16 +131,17 @@ def read_header(path: str | os.PathLike) -> SampleHeader:
     return SampleHeader(path, attrs, names, chunk)
 
 
-def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
-    """Reopen an incomplete sample file for `--resume`; the request must match the original."""
+def resume_sample_file(path: str | os.PathLike, request: dict, command: str = "generate") -> SampleFile:
+    """Reopen an incomplete sample file of `sciscore <command>` for `--resume`; the request must
+    match the original."""
     try:
         header = read_header(path)
     except FileNotFoundError:
         raise UserError(f"cannot resume: {path} does not exist; run without --resume to start it") from None
     except OSError as error:
         raise UserError(f"cannot resume: {path} is not a readable NetCDF file ({error}); start again without --resume") from None
-    if not header.generated:
-        raise UserError(f"cannot resume: {path} was not written by 'sciscore generate'")
+    if not header.generated or written_by(header.attrs) != command:
+        raise UserError(f"cannot resume: {path} was not written by 'sciscore {command}'")
     if header.attrs[STATUS] == "complete":
         raise UserError(f"{path} is already complete ({header.attrs[REQUESTED]} samples); nothing to resume")
     original = header.request
@@ -150,9 +154,11 @@ def resume_sample_file(path: str | os.PathLike, request: dict) -> SampleFile:
     return SampleFile(Path(path), header.variables, header.requested, header.written, header.first)
 
 
-def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None) -> None:
-    """Write a batch (each value (b, H, W)) after the samples already written, update the
-    progress attributes (and `attrs`), and close the file so that it is valid on disk."""
+def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs: dict | None = None,
+                   coords: dict[str, np.ndarray] | None = None) -> None:
+    """Write a batch (each value of `fields` (b, H, W), of `coords` (b,): coordinates along
+    `sample` other than `sample` itself) after the samples already written, update the progress
+    attributes (and `attrs`), and close the file so that it is valid on disk."""
     b = next(iter(fields.values())).shape[0]
     start, stop = sample_file.written, sample_file.written + b
     if stop > sample_file.requested:
@@ -161,6 +167,8 @@ def append_samples(sample_file: SampleFile, fields: dict[str, np.ndarray], attrs
         for name in sample_file.variables:
             nc[name][start:stop] = np.asarray(fields[name], dtype=np.float32)
         nc["sample"][start:stop] = np.arange(sample_file.first + start, sample_file.first + stop)
+        for name, values in (coords or {}).items():
+            nc[name][start:stop] = np.asarray(values)
         for name, value in (attrs or {}).items():
             nc.setncattr(name, value)
         nc.setncattr(WRITTEN, np.int64(stop))
