@@ -275,3 +275,15 @@ def test_torchrun_generate_to_a_store_writes_the_rank_regions(run_dir, tmp_path,
         assert b.attrs["sciscore_status"] == "complete"
         for name in ("temperature", "vorticity", "sample"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_merge_refuses_a_file_that_simulate_wrote(tmp_path, capsys):
+    """`sciscore simulate` writes the same progress attributes as generate; merge takes only shards."""
+    from sciscore.simulate.output import simulate_file
+    from sciscore.simulate.recipes import Recipe
+
+    path = tmp_path / "simulated.nc"
+    simulate_file(Recipe(resolution=8, samples=2, members=2, spinup=0.5, interval=0.5, threads=1), path)
+    assert main(["merge", str(path), "-o", str(tmp_path / "all.nc")]) == 2
+    assert capsys.readouterr().err.strip().endswith("was not written by 'sciscore generate'; only its output files can be merged")
+    assert not (tmp_path / "all.nc").exists()

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
+from sciscore.fields.io import written_by
 from sciscore.fields.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
                                          create_sample_file, read_header)
 from sciscore.generate.shards import SHARD, TOTAL
@@ -57,7 +58,7 @@ def read_shard(path: str | os.PathLike) -> ShardFile:
         raise UserError(f"shard {path} does not exist") from None
     except OSError as error:
         raise UserError(f"shard {path} is not a readable NetCDF file ({error})") from None
-    if not header.generated:
+    if not header.generated or written_by(header.attrs) != "generate":
         raise UserError(f"{path} was not written by 'sciscore generate'; only its output files can be merged")
     request = header.request
     shard = request.pop("shard", "")
