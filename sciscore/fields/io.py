@@ -82,6 +82,9 @@ def _select(ds: xr.Dataset, variables: Sequence[str] | None, where: str) -> xr.D
 
 def _check_layout(ds: xr.Dataset, dims: FieldDims, where: str) -> None:
     for name, da in ds.data_vars.items():
+        if not (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.floating)):
+            raise UserError(f"variable {name!r} in {where} holds {da.dtype} values, not real numbers; "
+                            f"give a file whose fields are numbers")
         if set(da.dims) != set(dims.all) or da.ndim != 3:
             raise UserError(
                 f"variable {name!r} in {where} has dimensions {da.dims}; expected "

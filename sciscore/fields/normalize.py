@@ -39,6 +39,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields.dims import field_dims
+from sciscore.validation import check_names, check_numbers
 
 METHODS = ("standard", "minmax", "mean-spatial")
 ATTRIBUTE_NAME = "sciscore_normalizer"
@@ -114,10 +115,13 @@ class Normalizer:
         try:
             if data["method"] not in METHODS:
                 raise UserError(f"unknown normalizer method {data['method']!r}; choose one of {', '.join(METHODS)}")
+            check_names(data["variables"], "normalizer.variables")
             n = len(data["variables"])
-            fields = {k: tuple(float(v) for v in data[k]) for k in ("offset", "mean_scale", "fluctuation_scale")}
-            if data.get("positive_stretch") is not None:
-                fields["positive_stretch"] = tuple(float(v) for v in data["positive_stretch"])
+            keys = ("offset", "mean_scale", "fluctuation_scale") + (
+                ("positive_stretch",) if data.get("positive_stretch") is not None else ())
+            for key in keys:
+                check_numbers(data[key], f"normalizer.{key}")
+            fields = {k: tuple(float(v) for v in data[k]) for k in keys}
             if any(len(v) != n for v in fields.values()):
                 raise ValueError("parameter lengths differ from the number of variables")
             return cls(method=data["method"], variables=tuple(data["variables"]), **fields)

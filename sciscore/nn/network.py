@@ -47,7 +47,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from sciscore.errors import UserError
-from sciscore.validation import check_types
+from sciscore.validation import check_numbers, check_types
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
@@ -102,6 +102,8 @@ class NetworkConfig:
                 raise UserError(f"network config: {message}")
         for name in ("sigma_data_mean", "constant_means"):
             value = getattr(self, name)
+            if value is not None:  # per channel: a std, or the constant mean (None: not constant)
+                check_numbers(value, f"network.{name}", allow_none=name == "constant_means")
             if value is not None and len(value) != self.in_channels:
                 raise UserError(f"network config: {name} has {len(value)} entries for {self.in_channels} channels")
 
