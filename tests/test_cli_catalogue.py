@@ -2,11 +2,13 @@
 values, malformed files and unusable output paths give exit status 2, exactly one line on stderr
 (naming the problem), no traceback, and leave nothing behind in the output directory."""
 
+import json
 import os
 import pickle
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from cli_helpers import refuse
@@ -35,6 +37,17 @@ def inputs(tmp_path_factory, cli_inputs):
     (root / "empty.nc").write_bytes(b"")
     (root / "notes.txt").write_text("not a model\n")
     (root / "folder").mkdir()
+    text = make_fields(n=16, ny=8, nx=8)
+    text["temperature"] = (text["temperature"].dims, np.full(text["temperature"].shape, "warm", object))
+    text.to_netcdf(root / "text.nc")
+    for name, change in {  # checkpoints whose config.json has a wrongly typed list entry
+        "normalizer_names": lambda record: record["normalizer"]["variables"].__setitem__(0, 0),
+        "sigma_data_mean_text": lambda record: record["network"]["sigma_data_mean"].__setitem__(0, ""),
+    }.items():
+        shutil.copytree(root / "run", root / name)
+        record = json.loads((root / name / "config.json").read_text())
+        change(record)
+        (root / name / "config.json").write_text(json.dumps(record))
     for name, text in {
         "steps_text.toml": '[training]\nsteps = "ten"\n',
         "lr_text.toml": '[optimizer]\nlearning_rate = "fast"\n',
@@ -61,6 +74,12 @@ def inputs(tmp_path_factory, cli_inputs):
         "model_text.toml": '[model]\nnu = "x"\n',
         "model_unknown.toml": "[model]\nbogus = 1.0\n",
         "recipe_unknown.toml": "resolutoin = 32\n",
+        # found by test_cli_property.py
+        "loss_weight_negative.toml": "[loss]\nfluctuation_weight = -1.0\n",
+        "network_empty_text.toml": 'network = ""\n',
+        "network_scalar.toml": "network = 0\n",
+        "process_name_list.toml": "[process]\nname = []\n",
+        "process_sigma_text.toml": '[process]\nsigma_min = "x"\n',
     }.items():
         (root / name).write_text(text)
     return root
@@ -96,6 +115,8 @@ CASES = [
     case("simulate", ["--stepper", "RK2"], "--stepper"),
     case("simulate", ["--dtype", "float16"], "--dtype"),
     case("simulate", ["--bogus-option"], "unrecognized"),
+    case("simulate", ["--spinup", "nan\n"], "--spinup"),  # a newline in a value stays inside the quotes
+    case("simulate", ["two\nlines"], "unrecognized"),
     # simulate: recipes
     case("simulate", ["--recipe", "{inputs}/missing.toml"], "does not exist"),
     case("simulate", ["--recipe", "{inputs}/folder"], "is a directory"),
@@ -136,6 +157,8 @@ CASES = [
     case("generate", ["--solver-option", "junk"], "NAME=VALUE"),
     case("train", ["--augment", "spin"], "unknown augmentation"),
     case("train", ["--sigma-max", "big"], "--sigma-max"),
+    case("train", ["--sigma-max", "nan"], "--sigma-max"),
+    case("train", ["--sigma-max", "-1"], "--sigma-max"),
     case("train", ["--process", "xx"], "--process"),
     # train: config files
     case("train", ["--config", "{inputs}/missing.toml"], "not found"),
@@ -157,6 +180,11 @@ CASES = [
     case("train", ["--config", "{inputs}/normalization_bad.toml"], "normalization must be one of"),
     case("train", ["--config", "{inputs}/unknown_key.toml"], "did you mean 'training.steps'"),
     case("train", ["--config", "{inputs}/unknown_section.toml"], "unknown config key"),
+    case("train", ["--config", "{inputs}/loss_weight_negative.toml"], r"\[loss\]: fluctuation_weight must be >= 0"),
+    case("train", ["--config", "{inputs}/network_empty_text.toml"], r"\[network\] must be a table"),
+    case("train", ["--config", "{inputs}/network_scalar.toml"], r"\[network\] must be a table"),
+    case("train", ["--config", "{inputs}/process_name_list.toml"], r"\[process\]: unknown forward process name"),
+    case("train", ["--config", "{inputs}/process_sigma_text.toml"], r"process\.sigma_min must be a finite number"),
     # train: data, resume and output
     case("train", ["--data", "{inputs}/missing.nc", "--variable", "temperature"], "missing.nc"),
     case("train", ["--data", "{inputs}/junk.bin", "--variable", "temperature"], "junk.bin"),
@@ -199,6 +227,10 @@ CASES = [
     case("train", ["--data", "{inputs}/partial.nc"], "incomplete.* after 4 of 10 samples"),
     case("train", ["--data", "{inputs}/inf.nc"], "NaN or inf"),
     case("diagnose", ["--reference", "{inputs}/inf.nc"], "non-finite"),
+    case("train", ["--data", "{inputs}/text.nc"], "temperature.* not real numbers"),
+    case("diagnose", ["--samples", "{inputs}/text.nc"], "temperature.* not real numbers"),
+    case("generate", ["--model", "{inputs}/normalizer_names"], "normalizer.variables must be a list of strings"),
+    case("generate", ["--model", "{inputs}/sigma_data_mean_text"], "network.sigma_data_mean must be a list of finite"),
     case("train", ["--resume", "-o", "{inputs}/planted"], "training_state.pt is corrupt"),
 ]
 
