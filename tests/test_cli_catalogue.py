@@ -219,6 +219,7 @@ CASES = [
     case("diagnose", ["--alpha", "1"], "--alpha"),
     case("diagnose", ["--seed", "-1"], "--seed"),
     case("diagnose", ["--variable", "humidity"], "humidity"),
+    case("diagnose", ["--spatial-dims", "y", "lat"], "spatial dimension.*'lat' not found"),
     case("diagnose", ["--reference", "{inputs}/missing.nc"], "missing.nc"),
     case("diagnose", ["--samples", "{inputs}/junk.bin"], "junk.bin"),
     case("diagnose", ["--samples", "{inputs}/empty.nc"], "empty.nc"),

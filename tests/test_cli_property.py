@@ -137,7 +137,7 @@ def _fill(argv, inputs, out) -> list:
     return [a.format(inputs=inputs, out=out) for a in argv]
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(command_option=st.sampled_from([(c, o) for c, options in OPTIONS.items() for o in options]),
        joined=st.booleans(), data=st.data())
 def test_any_bad_option_value_exits_2(cli_inputs, tmp_path, capfd, command_option, joined, data):
@@ -551,7 +551,7 @@ def damaged_copy(run: Path, folder: Path, spec: tuple) -> Path:
     return copy
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=50, **SETTINGS)
 @given(resume=st.booleans(), data=st.data())
 def test_any_damaged_checkpoint_exits_2(cli_inputs, tmp_path, capfd, resume, data):
     record = json.loads((cli_inputs / "run" / "config.json").read_text())
@@ -612,3 +612,26 @@ def test_any_unusable_output_path_exits_2_naming_it(cli_inputs, tmp_path, capfd,
     argv = _fill(BASE[command][:-2], cli_inputs, folder)  # without its -o
     line = refuse(command, [*argv, "-o", str(output)], capfd, watched=(tmp_path, cli_inputs))
     assert name in line, line
+
+
+# ---------------------------------------------------------------------------------------------
+# Names that are not in the data or the model: variables and dimensions
+NAME_OPTIONS = {
+    "train": (["--variable"], ["--context-variable"], ["--sample-dim"], ["--spatial-dims", "y"],
+              ["--spatial-dims", "{word}", "x"]),
+    "generate": (["--variable"],),
+    "diagnose": (["--variable"], ["--sample-dim"], ["--spatial-dims", "y"], ["--spatial-dims", "{word}", "x"]),
+}
+KNOWN_NAMES = {"temperature", "vorticity", "sample", "y", "x"}
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(command_option=st.sampled_from([(c, tuple(o)) for c, options in NAME_OPTIONS.items() for o in options]),
+       word=WORDS.filter(lambda word: word.strip() not in KNOWN_NAMES and not word.startswith("-")))
+def test_any_unknown_variable_or_dimension_name_exits_2_naming_it(cli_inputs, tmp_path, capfd, command_option, word):
+    command, option = command_option
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    given_as = [part.format(word=word) for part in option] + ([] if "{word}" in "".join(option) else [word])
+    line = refuse(command, [*_fill(BASE[command], cli_inputs, folder), *given_as], capfd,
+                  watched=(tmp_path, cli_inputs))
+    assert repr(word)[1:-1] in line or word in line, line
