@@ -112,6 +112,7 @@ CASES = [
     case("simulate", ["--model-param", "nu"], "NAME=VALUE"),
     case("simulate", ["--model-param", "nu=abc"], "not a number"),
     case("simulate", ["--model-param", "nu=inf"], "finite"),
+    case("simulate", ["--model-param", "nu=-1"], "nu=-1.0 must be >= 0"),
     case("simulate", ["--stepper", "RK2"], "--stepper"),
     case("simulate", ["--dtype", "float16"], "--dtype"),
     case("simulate", ["--bogus-option"], "unrecognized"),

@@ -137,15 +137,20 @@ def _fill(argv, inputs, out) -> list:
     return [a.format(inputs=inputs, out=out) for a in argv]
 
 
+def _loud(argv: list, loud: bool) -> list:
+    """`argv` without -q when `loud`: progress bars and info messages must not precede the error either."""
+    return [a for a in argv if a != "-q"] if loud else argv
+
+
 @settings(max_examples=120, **SETTINGS)
-@given(command_option=st.sampled_from([(c, o) for c, options in OPTIONS.items() for o in options]),
+@given(loud=st.booleans(), command_option=st.sampled_from([(c, o) for c, options in OPTIONS.items() for o in options]),
        joined=st.booleans(), data=st.data())
-def test_any_bad_option_value_exits_2(cli_inputs, tmp_path, capfd, command_option, joined, data):
+def test_any_bad_option_value_exits_2(cli_inputs, tmp_path, capfd, loud, command_option, joined, data):
     command, option = command_option
     value = data.draw(OPTIONS[command][option], label=option)
     given_as = [f"{option}={value}"] if joined else [option, value]
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
-    line = refuse(command, [*_fill(BASE[command], cli_inputs, folder), *given_as], capfd,
+    line = refuse(command, _loud([*_fill(BASE[command], cli_inputs, folder), *given_as], loud), capfd,
                   watched=(tmp_path, cli_inputs))
     assert option in line or option == "--solver-option", line  # a solver option's error names the setting
 
@@ -274,13 +279,13 @@ def bad_train_config(draw, inputs: Path):
 
 
 @settings(max_examples=80, **SETTINGS)
-@given(data=st.data())
-def test_any_wrongly_typed_or_out_of_range_config_value_exits_2_naming_it(cli_inputs, tmp_path, capfd, data):
+@given(loud=st.booleans(), data=st.data())
+def test_any_wrongly_typed_or_out_of_range_config_value_exits_2_naming_it(cli_inputs, tmp_path, capfd, loud, data):
     text, name = data.draw(bad_train_config(cli_inputs))
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     path = folder / "config.toml"
     path.write_text(text)
-    line = refuse("train", ["--config", str(path), "-q", "-o", str(folder / "run")], capfd,
+    line = refuse("train", _loud(["--config", str(path), "-q", "-o", str(folder / "run")], loud), capfd,
                   watched=(tmp_path, cli_inputs))
     assert re.search(rf"\b{re.escape(name)}\b", line), (text, line)
 
@@ -352,13 +357,13 @@ def bad_recipe(draw):
 
 
 @settings(max_examples=60, **SETTINGS)
-@given(recipe_name=bad_recipe())
-def test_any_wrongly_typed_or_out_of_range_recipe_value_exits_2_naming_it(cli_inputs, tmp_path, capfd, recipe_name):
+@given(loud=st.booleans(), recipe_name=bad_recipe())
+def test_any_wrongly_typed_or_out_of_range_recipe_value_exits_2_naming_it(cli_inputs, tmp_path, capfd, loud, recipe_name):
     text, name = recipe_name
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     path = folder / "recipe.toml"
     path.write_text(text)
-    line = refuse("simulate", ["--recipe", str(path), "-q", "-o", str(folder / "sim.nc")], capfd,
+    line = refuse("simulate", _loud(["--recipe", str(path), "-q", "-o", str(folder / "sim.nc")], loud), capfd,
                   watched=(tmp_path, cli_inputs))
     assert re.search(rf"\b{re.escape(name)}\b", line), (text, line)
 
@@ -426,8 +431,8 @@ UNREADABLE = ("random bytes", "truncated", "junk zarr")
 
 
 @settings(max_examples=40, **SETTINGS)
-@given(spec=DATA_FILES, command=st.sampled_from(["train", "diagnose reference", "diagnose samples"]))
-def test_any_malformed_data_file_exits_2(cli_inputs, tmp_path, capfd, spec, command):
+@given(loud=st.booleans(), spec=DATA_FILES, command=st.sampled_from(["train", "diagnose reference", "diagnose samples"]))
+def test_any_malformed_data_file_exits_2(cli_inputs, tmp_path, capfd, loud, spec, command):
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     path = write_data_file(spec, cli_inputs, folder)
     out = folder
@@ -440,7 +445,7 @@ def test_any_malformed_data_file_exits_2(cli_inputs, tmp_path, capfd, spec, comm
             files.reverse()
         argv = ["--reference", files[0], "--samples", files[1], "--variable", "temperature", "vorticity", "-q",
                 "-o", str(out / "report")]
-    line = refuse(command.split()[0], argv, capfd, watched=(tmp_path, cli_inputs))
+    line = refuse(command.split()[0], _loud(argv, loud), capfd, watched=(tmp_path, cli_inputs))
     if spec[0] in UNREADABLE:
         assert path.name in line, line
 
@@ -552,8 +557,8 @@ def damaged_copy(run: Path, folder: Path, spec: tuple) -> Path:
 
 
 @settings(max_examples=50, **SETTINGS)
-@given(resume=st.booleans(), data=st.data())
-def test_any_damaged_checkpoint_exits_2(cli_inputs, tmp_path, capfd, resume, data):
+@given(loud=st.booleans(), resume=st.booleans(), data=st.data())
+def test_any_damaged_checkpoint_exits_2(cli_inputs, tmp_path, capfd, loud, resume, data):
     record = json.loads((cli_inputs / "run" / "config.json").read_text())
     spec, name = data.draw(damage(record, resume), label="damage")
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
@@ -562,7 +567,7 @@ def test_any_damaged_checkpoint_exits_2(cli_inputs, tmp_path, capfd, resume, dat
         argv = ["--resume", "-o", str(run), "--steps", "3", "-q", "--device", "cpu"]
     else:
         argv = ["--model", str(run), "-n", "2", "--solver", "ode-heun", "--steps", "2", "-q", "-o", str(folder / "gen.nc")]
-    line = refuse("train" if resume else "generate", argv, capfd, watched=(tmp_path, cli_inputs))
+    line = refuse("train" if resume else "generate", _loud(argv, loud), capfd, watched=(tmp_path, cli_inputs))
     if name is not None:
         assert name in line, line
 
@@ -626,12 +631,12 @@ KNOWN_NAMES = {"temperature", "vorticity", "sample", "y", "x"}
 
 
 @settings(max_examples=30, **SETTINGS)
-@given(command_option=st.sampled_from([(c, tuple(o)) for c, options in NAME_OPTIONS.items() for o in options]),
+@given(loud=st.booleans(), command_option=st.sampled_from([(c, tuple(o)) for c, options in NAME_OPTIONS.items() for o in options]),
        word=WORDS.filter(lambda word: word.strip() not in KNOWN_NAMES and not word.startswith("-")))
-def test_any_unknown_variable_or_dimension_name_exits_2_naming_it(cli_inputs, tmp_path, capfd, command_option, word):
+def test_any_unknown_variable_or_dimension_name_exits_2_naming_it(cli_inputs, tmp_path, capfd, loud, command_option, word):
     command, option = command_option
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     given_as = [part.format(word=word) for part in option] + ([] if "{word}" in "".join(option) else [word])
-    line = refuse(command, [*_fill(BASE[command], cli_inputs, folder), *given_as], capfd,
+    line = refuse(command, _loud([*_fill(BASE[command], cli_inputs, folder), *given_as], loud), capfd,
                   watched=(tmp_path, cli_inputs))
     assert repr(word)[1:-1] in line or word in line, line

@@ -88,6 +88,7 @@ class Recipe:
             raise UserError(f"unknown model parameter(s) {unknown}; expected some of {sorted(known)}")
         if "context_wavenumber" in self.model:
             raise UserError("set context_wavenumber as a top-level option, not in [model]")
+        self.params()  # Params checks the ranges of the [model] values: now, not when the run starts
 
     def params(self, n: int | None = None) -> Params:
         """Model parameters for grid size n (ν follows the reference rule unless [model] sets nu)."""
