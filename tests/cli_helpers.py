@@ -19,13 +19,13 @@ def listing(root: Path) -> list:
 
 def refuse(command: str, argv: list, capture, watched=()) -> str:
     """Run `sciscore COMMAND ARGV` in-process and assert that it refuses the input as promised:
-    exit status 2; stdout empty; stderr exactly one line ``sciscore COMMAND: error: ...`` with no
-    traceback (a warning would add lines); no file or folder added, removed or resized under any of `watched`.
-    `capture` is pytest's capfd (or capsys) fixture; returns the error line.
+    exit status 2; stdout empty; stderr exactly one line ``sciscore COMMAND: error: ...`` (no
+    traceback, no warning, no progress bar before it); nothing added, removed or resized under any
+    of `watched`. `capture` is pytest's capfd (or capsys) fixture; returns the error line.
 
-    Logging goes to stderr as in a fresh process (``main`` configures it with `logging.basicConfig`,
-    which does nothing under pytest, whose own handlers are installed): a warning logged before the
-    error is an extra line, as a user would see it."""
+    Logging goes to stderr at the level `main` sets in a fresh process (INFO, WARNING with -q):
+    there `logging.basicConfig` does it, which does nothing under pytest, whose own handlers are
+    installed; so an info message or warning before the error is an extra line, as a user sees it."""
     capture.readouterr()  # drop what came before
     before = {root: listing(Path(root)) for root in watched}
     quiet = "-q" in argv or "--quiet" in argv
