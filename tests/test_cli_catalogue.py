@@ -93,6 +93,8 @@ CASES = [
     # simulate: options
     case("simulate", ["--resolution", "15"], "even integer"),
     case("simulate", ["--resolution", "x"], "--resolution"),
+    case("simulate", ["--resolution", "1000000"], "needs at least .* GB, more than"),
+    case("simulate", ["--members", "1000000000000"], "needs at least .* GB, more than"),
     case("simulate", ["--samples", "0"], "--samples"),
     case("simulate", ["--samples", "-3"], "--samples"),
     case("simulate", ["--seed", "-1"], "--seed"),

@@ -80,8 +80,11 @@ DEVICE = bad_choice(["auto", "cpu", "cuda", "mps"])
 
 OPTIONS = {
     "simulate": {
-        "--resolution": POSITIVE, "--samples": POSITIVE, "--seed": SEED, "--spinup": bad_number(0),
-        "--interval": bad_number(0, low_open=True), "--members": POSITIVE, "--spinup-resolution": POSITIVE,
+        # the state of 3 members alone is 24 TB at 1e6 x 1e6 points, and of 1e12 members 2 PB
+        "--resolution": st.one_of(POSITIVE, st.integers(5 * 10**5, 10**9).map(lambda n: str(2 * n))),
+        "--members": st.one_of(POSITIVE, st.integers(10**12, 10**15).map(str)),
+        "--samples": POSITIVE, "--seed": SEED, "--spinup": bad_number(0),
+        "--interval": bad_number(0, low_open=True), "--spinup-resolution": POSITIVE,
         "--relax": bad_number(0), "--context-wavenumber": NON_NEGATIVE, "--cfl": bad_number(0, low_open=True),
         "--threads": POSITIVE, "--stepper": bad_choice(["ETDRK4", "IFRK4"]),
         "--dtype": bad_choice(["float32", "float64"]), "--device": DEVICE,

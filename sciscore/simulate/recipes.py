@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,18 @@ class Recipe:
         if "context_wavenumber" in self.model:
             raise UserError("set context_wavenumber as a top-level option, not in [model]")
         self.params()  # Params checks the ranges of the [model] values: now, not when the run starts
+        available = _memory(self.device)
+        if available is not None and self.least_memory > available:
+            raise UserError(f"bad simulate option: resolution={self.resolution} with members={self.members} needs at "
+                            f"least {self.least_memory / 1e9:.3g} GB, more than the {available / 1e9:.3g} GB of "
+                            f"memory here; choose a smaller resolution or fewer members")
+
+    @property
+    def least_memory(self) -> int:
+        """Bytes a run needs at the least: the spectral state of every member, vorticity and
+        supersaturation, complex on the n x (n/2 + 1) half-plane."""
+        real_bytes = 8 if self.dtype == "float64" else 4
+        return 2 * self.members * self.resolution * (self.resolution // 2 + 1) * 2 * real_bytes
 
     def params(self, n: int | None = None) -> Params:
         """Model parameters for grid size n (ν follows the reference rule unless [model] sets nu)."""
@@ -109,6 +122,19 @@ class Recipe:
         out["recipe_spinup_resolution"] = self.spinup_resolution or self.resolution
         out["recipe_name"] = self.name or "custom"
         return out
+
+
+def _memory(device: str) -> int | None:
+    """The most memory a run on `device` can have, in bytes: the machine's RAM, or a CUDA device's
+    when it has more; None where the platform does not say."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    if device != "cpu" and torch.cuda.is_available():
+        memory = max(memory, *(torch.cuda.get_device_properties(i).total_memory
+                               for i in range(torch.cuda.device_count())))
+    return memory
 
 
 def load_recipe(path: str | Path) -> dict:
