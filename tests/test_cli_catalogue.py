@@ -150,6 +150,7 @@ CASES = [
     case("train", ["--grad-clip", "-1"], "--grad-clip"),
     case("train", ["--seed", "-1"], "--seed"),
     case("train", ["--channels", "8,x"], "comma-separated integers"),
+    case("train", ["--channels", "1000000,1000000"], r"channels \[1000000, 1000000\] need at least .* GB"),
     # outputs on a file system that refuses new files (permission bits say writable): before any work
     *([case("simulate", ["-o", "/proc/sciscore-out.nc"], "does not accept new files"),
        case("train", ["-o", "/proc/sciscore-run"], "does not accept new files"),

@@ -103,7 +103,8 @@ OPTIONS = {
         "--padding": bad_choice(["zero", "circular"]), "--mean-bypass": bad_choice(["none", "independent", "coupled"]),
         "--preconditioning": bad_choice(["c_in", "edm", "none"]), "--process": bad_choice(["ve", "vp", "subvp", "edm"]),
         "--loss": bad_choice(["dsm", "edm", "v"]), "--device": DEVICE,
-        "--channels": st.one_of(WORDS, st.sampled_from(["8,x", "8.5,16", "0,16", "-8,16", "8", ",", "8,,16,-1"])),
+        "--channels": st.one_of(WORDS, st.sampled_from(["8,x", "8.5,16", "0,16", "-8,16", "8", ",", "8,,16,-1"]),
+                                st.integers(10**6, 10**9).map(lambda c: f"8,{c},{c}")),  # >= 36 TB of weights
         "--augment": WORDS.filter(lambda text: not set(text.split(",")) <= {"", "none", "shifts", "flips", "x-flips",
                                                                             "y-flips", "rotations"}),
     },

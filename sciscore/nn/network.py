@@ -47,6 +47,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from sciscore.errors import UserError
+from sciscore.devices import memory_bytes
 from sciscore.validation import check_numbers, check_types
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
@@ -100,6 +101,11 @@ class NetworkConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(f"network config: {message}")
+        weights = 4 * 9 * sum(a * b for a, b in zip(self.channels, self.channels[1:]))  # the 3x3 downsampling convs
+        available = memory_bytes()
+        if available is not None and weights > available:
+            raise UserError(f"network config: channels {list(self.channels)} need at least {weights / 1e9:.3g} GB of "
+                            f"weights, more than the {available / 1e9:.3g} GB of memory here; choose smaller widths")
         for name in ("sigma_data_mean", "constant_means"):
             value = getattr(self, name)
             if value is not None:  # per channel: a std, or the constant mean (None: not constant)

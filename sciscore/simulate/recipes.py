@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciscore.devices import memory_bytes
 from sciscore.errors import UserError
 from sciscore.validation import check_types
 from sciscore.simulate.equation import context_pattern
@@ -90,7 +90,7 @@ class Recipe:
         if "context_wavenumber" in self.model:
             raise UserError("set context_wavenumber as a top-level option, not in [model]")
         self.params()  # Params checks the ranges of the [model] values: now, not when the run starts
-        available = _memory(self.device)
+        available = memory_bytes(self.device)
         if available is not None and self.least_memory > available:
             raise UserError(f"bad simulate option: resolution={self.resolution} with members={self.members} needs at "
                             f"least {self.least_memory / 1e9:.3g} GB, more than the {available / 1e9:.3g} GB of "
@@ -122,19 +122,6 @@ class Recipe:
         out["recipe_spinup_resolution"] = self.spinup_resolution or self.resolution
         out["recipe_name"] = self.name or "custom"
         return out
-
-
-def _memory(device: str) -> int | None:
-    """The most memory a run on `device` can have, in bytes: the machine's RAM, or a CUDA device's
-    when it has more; None where the platform does not say."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-    if device != "cpu" and torch.cuda.is_available():
-        memory = max(memory, *(torch.cuda.get_device_properties(i).total_memory
-                               for i in range(torch.cuda.device_count())))
-    return memory
 
 
 def load_recipe(path: str | Path) -> dict:
