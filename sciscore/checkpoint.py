@@ -199,6 +199,12 @@ def checkpoint_from_dict(raw: dict, where="config.json") -> Checkpoint:
             except (UserError, ValueError, TypeError, KeyError) as error:
                 raise UserError(f"{where}: field {name!r} is invalid ({error}); retrain or restore the checkpoint") from None
         values[name] = value
+    for normalizer, names, key in ((values["normalizer"], values["variables"], "variables"),
+                                   (values.get("context_normalizer"), values.get("context_variables", []),
+                                    "context_variables")):
+        if normalizer is not None and list(normalizer.variables) != list(names):
+            raise UserError(f"{where}: the normalizer is for {list(normalizer.variables)} but field {key!r} is "
+                            f"{names}; retrain or restore the checkpoint")
     return Checkpoint(**values)
 
 

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
         if unknown:
             where = f"sciscore {args.command}" if args.command else "sciscore"
-            raise UsageError(f"{where}: error: unrecognized arguments: {' '.join(unknown)} (see '{where} --help')")
+            # quoted when not printable (a newline in an argument must not break the one error line)
+            shown = " ".join(arg if arg.isprintable() else repr(arg) for arg in unknown)
+            raise UsageError(f"{where}: error: unrecognized arguments: {shown} (see '{where} --help')")
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE

@@ -62,6 +62,13 @@ def check_names(value, key: str) -> None:
         raise UserError(f"{key} must be a list of strings, got {value!r}")
 
 
+def check_numbers(value, key: str, allow_none: bool = False) -> None:
+    """A list of finite numbers (with `allow_none`, entries may also be None)."""
+    if not isinstance(value, (list, tuple)) or not all(_is_number(v) or (allow_none and v is None) for v in value):
+        what = "finite numbers or null" if allow_none else "finite numbers"
+        raise UserError(f"{key} must be a list of {what}, got {value!r}")
+
+
 def require(checks, where: str) -> None:
     """Raise a `UserError` with the message of the first failed (ok, message) pair."""
     for ok, message in checks:
@@ -104,7 +111,7 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
         if ok and high is not None:
             ok = value < high if high_open else value <= high
         if not ok:
-            raise argparse.ArgumentTypeError(f"expected a finite number in {bounds}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected a finite number in {bounds}, got {text!r}")
         return value
 
     return parse

@@ -51,3 +51,25 @@ def make_fields(n=12, ny=8, nx=16, seed=0, sample_dim="sample", y="y", x="x"):
 @pytest.fixture
 def fields():
     return make_fields()
+
+
+@pytest.fixture(scope="session")
+def cli_inputs(tmp_path_factory):
+    """Valid inputs for the command-line tests, made once: two 16-sample field files (data.nc,
+    other.nc) and a run directory `run` trained on data.nc for 2 steps with a tiny network."""
+    from sciscore.train.trainer import train
+
+    root = tmp_path_factory.mktemp("cli_inputs")
+    make_fields(n=16, ny=8, nx=8).to_netcdf(root / "data.nc")
+    make_fields(n=16, ny=8, nx=8, seed=1).to_netcdf(root / "other.nc")
+    train({**TINY_TRAINING, "data": {**TINY_TRAINING["data"], "paths": [str(root / "data.nc")]}}, root / "run")
+    return root
+
+
+# a network and a run small enough to train in a second on the CPU
+TINY_TRAINING = {
+    "data": {"variables": ["temperature", "vorticity"], "validation_fraction": 0.0},
+    "network": {"channels": [8, 16], "num_residual": 1, "embed_dim": 16, "bypass_width": 16, "padding": "circular"},
+    "training": {"steps": 2, "batch_size": 4, "checkpoint_every": 2, "validation_every": 0, "log_every": 1,
+                 "quiet": True, "device": "cpu"},
+}

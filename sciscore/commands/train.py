@@ -23,6 +23,11 @@ def _widths(text: str) -> list:
     return values
 
 
+def _sigma_max(text: str):
+    """'auto' or a finite number > 0."""
+    return "auto" if text.strip() == "auto" else number(0, low_open=True)(text)
+
+
 AUGMENTATIONS = ("shifts", "flips", "x-flips", "y-flips", "rotations")
 
 
@@ -98,7 +103,7 @@ def register(subparsers):
     proc = parser.add_argument_group("forward process and loss")
     proc.add_argument("--process", choices=("ve", "vp", "subvp", "edm"), help="[process] name (default ve)")
     proc.add_argument("--sigma-min", type=number(0, low_open=True), metavar="S", help="[process] sigma_min (VE default 0.01)")
-    proc.add_argument("--sigma-max", metavar="S|auto",
+    proc.add_argument("--sigma-max", type=_sigma_max, metavar="S|auto",
                       help="[process] sigma_max; auto = largest distance between training samples (VE default)")
     proc.add_argument("--loss", choices=("dsm", "edm", "v"), help="[loss] kind (default dsm)")
     proc.add_argument("--mean-weight", type=number(0), metavar="W", help="[loss] mean_weight (default 1)")
@@ -148,12 +153,6 @@ def resolved_config(args: argparse.Namespace) -> dict:
         value = getattr(args, dest, None)
         if value is None:
             continue
-        if dest == "sigma_max" and value != "auto":
-            try:
-                value = float(value)
-            except ValueError:
-                from sciscore.errors import UserError
-                raise UserError(f"--sigma-max must be a number or 'auto', got {value!r}") from None
         overrides.setdefault(section, {})[key] = value
     if args.augment is not None:
         flips = "flips" in args.augment or {"x-flips", "y-flips"} <= set(args.augment)

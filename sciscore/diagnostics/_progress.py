@@ -16,7 +16,8 @@ class _TqdmCallback(Callback):
 
     def _start_state(self, dsk, state):
         total = sum(len(state[key]) for key in ("ready", "waiting", "running", "finished"))
-        self._bar = tqdm(total=total, desc=self._description, unit="task", leave=False)
+        # shown after a second: a bad file found in the first chunks gives its one error line alone
+        self._bar = tqdm(total=total, desc=self._description, unit="task", leave=False, delay=1)
 
     def _posttask(self, key, result, dsk, state, worker_id):
         self._bar.update(1)

@@ -54,6 +54,10 @@ def field_dims(
         if len(spatial_dims) != 2:
             raise UserError(f"spatial_dims must name two dimensions (y, x), got {list(spatial_dims)}")
         y, x = spatial_dims
+        missing = [d for d in (y, x) if d not in dims]
+        if missing:
+            raise UserError(f"spatial dimension(s) {', '.join(map(repr, missing))} not found; the dimensions "
+                            f"are {dims}")
     else:
         y, x = _pick(dims, Y_DIM_NAMES), _pick(dims, X_DIM_NAMES)
     if y is None or x is None or y not in dims or x not in dims:

@@ -55,6 +55,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields.dims import field_dims
+from sciscore.validation import check_names, check_numbers
 
 METHODS = ("standard", "minmax", "mean-spatial")
 ATTRIBUTE_NAME = "sciscore_normalizer"
@@ -166,11 +167,16 @@ class Normalizer:
         try:
             if data["method"] not in METHODS:
                 raise UserError(f"unknown normalizer method {data['method']!r}; choose one of {', '.join(METHODS)}")
+            check_names(data["variables"], "normalizer.variables")
             n = len(data["variables"])
-            fields = {k: tuple(float(v) for v in data[k]) for k in ("offset", "mean_scale", "fluctuation_scale")}
-            if data.get("positive_stretch") is not None:
-                fields["positive_stretch"] = tuple(float(v) for v in data["positive_stretch"])
+            keys = ("offset", "mean_scale", "fluctuation_scale") + (
+                ("positive_stretch",) if data.get("positive_stretch") is not None else ())
+            for key in keys:
+                check_numbers(data[key], f"normalizer.{key}")
+            fields = {k: tuple(float(v) for v in data[k]) for k in keys}
             if data.get("whitening_gain") is not None:
+                for c, gain in enumerate(data["whitening_gain"]):
+                    check_numbers(gain, f"normalizer.whitening_gain[{c}]")
                 fields["whitening_gain"] = tuple(tuple(float(v) for v in g) for g in data["whitening_gain"])
             if any(len(v) != n for v in fields.values()):
                 raise ValueError("parameter lengths differ from the number of variables")

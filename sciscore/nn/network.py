@@ -47,7 +47,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from sciscore.errors import UserError
-from sciscore.validation import check_types
+from sciscore.devices import memory_bytes
+from sciscore.validation import check_numbers, check_types
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
@@ -100,8 +101,15 @@ class NetworkConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(f"network config: {message}")
+        weights = 4 * 9 * sum(a * b for a, b in zip(self.channels, self.channels[1:]))  # the 3x3 downsampling convs
+        available = memory_bytes()
+        if available is not None and weights > available:
+            raise UserError(f"network config: channels {list(self.channels)} need at least {weights / 1e9:.3g} GB of "
+                            f"weights, more than the {available / 1e9:.3g} GB of memory here; choose smaller widths")
         for name in ("sigma_data_mean", "constant_means"):
             value = getattr(self, name)
+            if value is not None:  # per channel: a std, or the constant mean (None: not constant)
+                check_numbers(value, f"network.{name}", allow_none=name == "constant_means")
             if value is not None and len(value) != self.in_channels:
                 raise UserError(f"network config: {name} has {len(value)} entries for {self.in_channels} channels")
 

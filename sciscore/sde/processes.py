@@ -39,6 +39,7 @@ from typing import ClassVar
 import torch
 
 from sciscore.errors import UserError
+from sciscore.validation import check_types
 
 Tensor = torch.Tensor
 
@@ -147,6 +148,7 @@ class VE(ForwardProcess):
     name: ClassVar[str] = "ve"
 
     def __post_init__(self):
+        check_types(self, "process")
         if not 0 < self.sigma_min < self.sigma_max:
             raise UserError(f"VE needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
                             f"sigma_max={self.sigma_max}")
@@ -193,10 +195,11 @@ class VP(ForwardProcess):
     name: ClassVar[str] = "vp"
 
     def __post_init__(self):
+        if self.t_max is None:
+            object.__setattr__(self, "t_max", 0.999 if self.schedule == "cosine" else 1.0)
+        check_types(self, "process")
         if self.schedule not in ("linear", "cosine"):
             raise UserError(f"VP schedule must be one of ['cosine', 'linear'], got {self.schedule!r}")
-        if self.t_max is None:
-            object.__setattr__(self, "t_max", 1.0 if self.schedule == "linear" else 0.999)
 
     def integrated_beta(self, t) -> Tensor:
         """int_0^t beta = -ln alpha_bar(t)."""
@@ -290,6 +293,7 @@ class EDM(ForwardProcess):
     name: ClassVar[str] = "edm"
 
     def __post_init__(self):
+        check_types(self, "process")
         if not 0 < self.sigma_min < self.sigma_max:
             raise UserError(f"EDM needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
                             f"sigma_max={self.sigma_max}")
@@ -346,6 +350,7 @@ class DiscreteVP(ForwardProcess):
     name: ClassVar[str] = "discrete-vp"
 
     def __post_init__(self):
+        check_types(self, "process")
         if self.beta_schedule not in ("linear", "scaled_linear"):
             raise UserError("DiscreteVP beta_schedule must be one of ['linear', 'scaled_linear'], "
                             f"got {self.beta_schedule!r}")
@@ -434,8 +439,8 @@ def process_from_dict(d: dict) -> ForwardProcess:
     """Inverse of ``ForwardProcess.to_dict``."""
     d = dict(d)
     name = d.pop("name", None)
-    if name not in PROCESSES:
-        raise UserError(f"unknown forward process {name!r}; expected one of {sorted(PROCESSES)}")
+    if not isinstance(name, str) or name not in PROCESSES:
+        raise UserError(f"unknown forward process name {name!r}; expected one of {sorted(PROCESSES)}")
     try:
         return PROCESSES[name](**d)
     except TypeError as error:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciscore.devices import memory_bytes
 from sciscore.errors import UserError
 from sciscore.validation import check_types
 from sciscore.simulate.equation import context_pattern
@@ -91,6 +92,19 @@ class Recipe:
             raise UserError(f"unknown model parameter(s) {unknown}; expected some of {sorted(known)}")
         if "context_wavenumber" in self.model:
             raise UserError("set context_wavenumber as a top-level option, not in [model]")
+        self.params()  # Params checks the ranges of the [model] values: now, not when the run starts
+        available = memory_bytes(self.device)
+        if available is not None and self.least_memory > available:
+            raise UserError(f"bad simulate option: resolution={self.resolution} with members={self.members} needs at "
+                            f"least {self.least_memory / 1e9:.3g} GB, more than the {available / 1e9:.3g} GB of "
+                            f"memory here; choose a smaller resolution or fewer members")
+
+    @property
+    def least_memory(self) -> int:
+        """Bytes a run needs at the least: the spectral state of every member, vorticity and
+        supersaturation, complex on the n x (n/2 + 1) half-plane."""
+        real_bytes = 8 if self.dtype == "float64" else 4
+        return 2 * self.members * self.resolution * (self.resolution // 2 + 1) * 2 * real_bytes
 
     def params(self, n: int | None = None) -> Params:
         """Model parameters for grid size n (ν follows the reference rule unless [model] sets nu)."""

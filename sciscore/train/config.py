@@ -11,6 +11,7 @@ from pathlib import Path
 from sciscore.errors import UserError
 from sciscore.fields.normalize import METHODS as NORMALIZATIONS
 from sciscore.nn.network import NetworkConfig
+from sciscore.sde.processes import process_from_dict
 from sciscore.train.losses import LossConfig
 from sciscore.validation import check_names, check_types, require
 
@@ -164,6 +165,10 @@ def config_from_dict(data: dict, allow_derived: bool = False) -> TrainConfig:
     unknown = [k for k in data if k not in (*SECTIONS, "process")]
     if unknown:
         raise UserError(_unknown(unknown, [*SECTIONS, "process"], ""))
+    for name in ("network", "process"):  # the other sections are checked by `_section`
+        if not isinstance(data.get(name, {}), dict):
+            raise UserError(f"config section [{name}] must be a table ([{name}] with keys below it), "
+                            f"got {data[name]!r}")
     network = dict(data.get("network", {}))
     if not allow_derived:
         derived = [k for k in network if k in DERIVED_NETWORK_KEYS]
@@ -172,13 +177,23 @@ def config_from_dict(data: dict, allow_derived: bool = False) -> TrainConfig:
     made = {name: _section(cls, network if name == "network" else data.get(name, {}), name)
             for name, cls in SECTIONS.items()}
     process = {"name": "ve", "sigma_min": 0.01, "sigma_max": "auto"}
-    if not isinstance(data.get("process", {}), dict):
-        raise UserError(f"config section [process] must be a table ([process] with keys below it), got {data['process']!r}")
     user_process = dict(data.get("process", {}))
     if "name" in user_process and user_process["name"] != "ve":
         process = {}
     process.update(user_process)
+    _check_process(process)
     return TrainConfig(process=process, **made)
+
+
+def _check_process(process: dict) -> None:
+    """Check the [process] section (name, types, ranges) now, not after the data are loaded."""
+    probe = dict(process)
+    if probe.get("sigma_max") == "auto":  # estimated from the data later; any value above sigma_min stands in
+        probe["sigma_max"] = sys.float_info.max
+    try:
+        process_from_dict(probe)
+    except UserError as error:
+        raise UserError(f"config [process]: {error}") from None
 
 
 def read_toml(path) -> dict:

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sciscore.errors import UserError
-from sciscore.validation import check_types
+from sciscore.validation import check_types, require
 
 LOSS_KINDS = ("dsm", "edm", "v")
 
@@ -51,16 +50,14 @@ class LossConfig:
 
     def __post_init__(self):
         check_types(self, "loss")
-        if self.kind not in LOSS_KINDS:
-            raise UserError(f"loss kind must be one of {list(LOSS_KINDS)}, got {self.kind!r}")
-        if self.mean_weight < 0 or self.fluctuation_weight < 0 or self.isotropy_weight < 0:
-            raise UserError("loss weights must be >= 0")
-        if not 0 <= self.context_dropout < 1:
-            raise UserError(f"context_dropout must be in [0, 1), got {self.context_dropout}")
-        if self.p_std <= 0:
-            raise UserError(f"loss.p_std must be > 0, got {self.p_std}")
-        if self.sigma_bins < 1:
-            raise UserError(f"sigma_bins must be >= 1, got {self.sigma_bins}")
+        require([
+            (self.kind in LOSS_KINDS, f"kind must be one of {list(LOSS_KINDS)}, got {self.kind!r}"),
+            *((getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+              for name in ("mean_weight", "fluctuation_weight", "isotropy_weight")),
+            (0 <= self.context_dropout < 1, f"context_dropout must be in [0, 1), got {self.context_dropout}"),
+            (self.p_std > 0, f"p_std must be > 0, got {self.p_std}"),
+            (self.sigma_bins >= 1, f"sigma_bins must be >= 1, got {self.sigma_bins}"),
+        ], "config [loss]")
 
 
 def draw_times(process, batch: int, config: LossConfig, generator: torch.Generator, device) -> torch.Tensor:
