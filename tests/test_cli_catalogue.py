@@ -98,6 +98,7 @@ CASES = [
     case("simulate", ["--resolution", "x"], "--resolution"),
     case("simulate", ["--resolution", "1000000"], "needs at least .* GB, more than"),
     case("simulate", ["--members", "1000000000000"], "needs at least .* GB, more than"),
+    case("simulate", ["--samples", "1000000000000"], "GB free; ask for fewer samples"),  # ~2 PB of output
     case("simulate", ["--samples", "0"], "--samples"),
     case("simulate", ["--samples", "-3"], "--samples"),
     case("simulate", ["--seed", "-1"], "--seed"),

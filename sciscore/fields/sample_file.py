@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def create_sample_file(
     first .. first + requested - 1. `history`: the new CF history line (default:
     `sciscore.provenance.history_line()`)."""
     path = check_writable(path, overwrite)
+    _check_free_space(path, template, requested)
     ds = template.copy()
     ds.attrs = cf_global_attrs(ds, attrs=global_attrs, history=history)
     ds.attrs.update({STATUS: "incomplete", WRITTEN: 0, REQUESTED: int(requested), REQUEST: json.dumps(request, sort_keys=True),
@@ -82,6 +84,18 @@ def create_sample_file(
         Path(tmp).unlink(missing_ok=True)
         raise
     return SampleFile(path, tuple(ds.data_vars), int(requested), 0, int(first))
+
+
+def _check_free_space(path: Path, template: xr.Dataset, requested: int) -> None:
+    """Refuse a run whose output cannot fit on its file system even if zlib halved it (turbulent
+    float32 fields compress far less), before any work: otherwise it fails hours later."""
+    per_sample = sum(4 * int(np.prod(template[name].shape[1:])) for name in template.data_vars)
+    needed = int(requested) * per_sample
+    free = shutil.disk_usage(path.parent if str(path.parent) else ".").free
+    if needed / 2 > free:
+        raise UserError(f"cannot write {path}: {requested} samples need about {needed / 1e9:.3g} GB "
+                        f"(float32, before compression) and its file system has {free / 1e9:.3g} GB free; "
+                        f"ask for fewer samples or choose another output path")
 
 
 @dataclass(frozen=True)
