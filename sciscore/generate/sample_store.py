@@ -24,6 +24,8 @@ import json
 import os
 import shutil
 import uuid
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,13 +109,22 @@ class StoreHeader:
         return int(self.attrs.get(SHARD_COUNT, 1))
 
 
+@contextmanager
+def _ignoring_other_writers():
+    """While another job consolidates the metadata, its half-written `*.partial` files show in the
+    store's listing and zarr warns about each; they are that job's business, not this one's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Object at .*\.partial is not recognized")
+        yield
+
+
 def read_store(path: str | os.PathLike) -> StoreHeader:
     """The header and the completeness flags of a store written by `sciscore generate`."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
     try:
-        with xr.open_zarr(path) as ds:
+        with _ignoring_other_writers(), xr.open_zarr(path) as ds:
             attrs = dict(ds.attrs)
             generated = WRITTEN_FLAG in ds and STATUS in attrs and REQUEST in attrs
             flags = np.asarray(ds[WRITTEN_FLAG].values) if generated else np.zeros(0)
@@ -165,9 +176,10 @@ def check_store(path: str | os.PathLike) -> StoreHeader:
 def _mark_complete(path: Path, attrs: dict) -> None:
     import zarr
 
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update({**attrs, STATUS: "complete", WRITTEN: int(group[WRITTEN_FLAG].shape[0])})
-    zarr.consolidate_metadata(str(path))
+    with _ignoring_other_writers():
+        group = zarr.open_group(str(path), mode="r+")
+        group.attrs.update({**attrs, STATUS: "complete", WRITTEN: int(group[WRITTEN_FLAG].shape[0])})
+        zarr.consolidate_metadata(str(path))
 
 
 def _template_store(template: xr.Dataset, n: int, chunk: int) -> tuple[xr.Dataset, dict]:
@@ -274,7 +286,7 @@ def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> Samp
         raise UserError(f"shard {shard} of {path} already holds {int(flags.sum())} of its {flags.size} samples; "
                         f"pass --resume to finish it")
     variables = header.variables
-    with xr.open_zarr(path) as ds:
+    with _ignoring_other_writers(), xr.open_zarr(path) as ds:
         dims = tuple(ds[variables[0]].dims[1:])
     return SampleStore(path, variables, dims, stop - start, written, start, n)
 
