@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from sciscore import __version__
 from sciscore.errors import UserError
@@ -289,8 +289,10 @@ def save_checkpoint(run_dir, network, ema_network, record: Checkpoint, training_
     _keep_previous(run_dir)
     step = str(int(record.step))
     metadata = {"step": step, "format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    _replace_atomically(run_dir / MODEL, lambda p: save_file(_tensors(network), str(p), metadata=metadata))
-    _replace_atomically(run_dir / EMA, lambda p: save_file(_tensors(ema_network), str(p), metadata=metadata))
+    # serialized in memory: safetensors' save_file stages through a `.tmpXXXXXX` of its own, which a
+    # kill at that moment would leave in the run directory under a name no one owns
+    _replace_atomically(run_dir / MODEL, lambda p: Path(p).write_bytes(save(_tensors(network), metadata=metadata)))
+    _replace_atomically(run_dir / EMA, lambda p: Path(p).write_bytes(save(_tensors(ema_network), metadata=metadata)))
     if training_state is not None:
         _replace_atomically(run_dir / STATE, lambda p: torch.save({**training_state, "step": int(step)}, p))
     text = json.dumps(record.to_dict(), indent=2, default=_json_default)

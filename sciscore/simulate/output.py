@@ -27,7 +27,7 @@ from sciscore.fields.io import STATUS, check_writable, written_by
 from sciscore.fields.sample_file import append_samples, create_sample_file, resume_sample_file
 from sciscore.simulate.problem import Problem
 from sciscore.simulate.recipes import Position, Recipe, empty_dataset, round_snapshots, run_recipe
-from sciscore.simulate.resume import load_state, save_state, state_path
+from sciscore.simulate.resume import load_state, save_state, state_path, temporary_state_path
 
 MACHINE_ONLY = ("device", "threads", "name")  # where a run computes and what it is called, not what
 
@@ -63,6 +63,7 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
     path = Path(path)
     request = recipe_request(recipe)
     saved_state = state_path(path)
+    temporary_state_path(saved_state).unlink(missing_ok=True)  # a kill mid-save left it; never renamed, never used
     start = None
     if resume:
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from sciscore.errors import UserError
 from sciscore.simulate.problem import Clock, Problem
@@ -37,6 +37,11 @@ def state_path(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.name}.state.safetensors")
 
 
+def temporary_state_path(path: Path) -> Path:
+    """The name a state is written under before it is renamed to `path` (left by a kill mid-write)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def save_state(path: Path, position: Position, problem: Problem, request: dict, samples_written: int) -> None:
     """Write the state of `problem` at `position` atomically (temporary file, then rename)."""
     record = {
@@ -47,9 +52,11 @@ def save_state(path: Path, position: Position, problem: Problem, request: dict, 
     }
     tensors = {"solution": torch.view_as_real(problem.sol).contiguous().cpu(),
                "generator": problem.generator.get_state().cpu()}
-    tmp = path.with_name(f".{path.name}.tmp")
+    # serialized in memory and written here: safetensors' save_file stages through a `.tmpXXXXXX`
+    # file of its own, which a SIGKILL at that moment would leave behind under a name no one owns
+    tmp = temporary_state_path(path)
     try:
-        save_file(tensors, str(tmp), metadata={KEY: json.dumps(record, sort_keys=True)})
+        tmp.write_bytes(save(tensors, metadata={KEY: json.dumps(record, sort_keys=True)}))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
