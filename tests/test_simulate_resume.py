@@ -22,7 +22,7 @@ from safetensors import safe_open
 from sciscore.cli import main
 from sciscore.simulate.output import simulate_file
 from sciscore.simulate.recipes import Recipe, simulate_dataset
-from sciscore.simulate.resume import KEY, state_path
+from sciscore.simulate.resume import KEY, state_path, temporary_state_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # a coarse spin-up long enough for three chunks of steps, a relax phase, three sampling rounds (the last partial)
@@ -103,6 +103,20 @@ def test_stop_after_any_chunk_then_resume_is_bit_exact(ladder_reference, tmp_pat
         assert_same_file(ladder_reference, path)
     # stopped in the middle of the coarse spin-up, at the end of each phase, and after sampling rounds
     assert {("spinup", True), ("spinup", False), ("relax", False), ("sampling", False)} <= seen
+
+
+def test_a_state_half_written_by_a_kill_is_removed_on_resume(ladder_reference, tmp_path):
+    """A SIGKILL while the state is written leaves its temporary file (never renamed): resume removes
+    it and finishes the run; nothing else is ever staged in the output's folder."""
+    path = tmp_path / "run.nc"
+    with pytest.raises(KeyboardInterrupt):
+        simulate_file(LADDER, path, stop=StopAfter(3))
+    staged = temporary_state_path(state_path(path))
+    staged.write_bytes(b"half a safetensors file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [staged.name, "run.nc", state_path(path).name]
+    simulate_file(LADDER, path, resume=True)
+    assert_same_file(ladder_reference, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):

@@ -63,7 +63,6 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
     path = Path(path)
     request = recipe_request(recipe)
     saved_state = state_path(path)
-    temporary_state_path(saved_state).unlink(missing_ok=True)  # a kill mid-save left it; never renamed, never used
     start = None
     if resume:
         try:
@@ -71,6 +70,7 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
         except UserError:
             if _complete(path):  # killed between the last write and the removal of the state
                 saved_state.unlink(missing_ok=True)
+                temporary_state_path(saved_state).unlink(missing_ok=True)
             raise
         if saved_state.exists():
             position, problem, written = load_state(saved_state, recipe, request)
@@ -88,6 +88,8 @@ def simulate_file(recipe: Recipe, path: str | os.PathLike, *, overwrite: bool = 
             path, empty_dataset(recipe), requested=recipe.samples, request=request, command="simulate",
             global_attrs={"title": title, "source": source}, chunk_samples=min(recipe.members, recipe.samples),
             overwrite=overwrite, history=history)
+    # the output is usable now; a state that a kill interrupted mid-write was never renamed and is no one's
+    temporary_state_path(saved_state).unlink(missing_ok=True)
     last_save = time.monotonic()
 
     def save(problem: Problem, position: Position) -> None:
