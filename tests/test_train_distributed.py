@@ -114,10 +114,10 @@ def test_torchrun_environment_is_recognized():
     assert not launched_by_torchrun({"WORLD_SIZE": "1"}) and not launched_by_torchrun({})
 
 
-@pytest.mark.slow  # one fresh torchrun of two interpreters: about 12 s of CPU
+@pytest.mark.slow  # two fresh torchruns of two interpreters: about 25 s of CPU
 def test_resume_on_another_number_of_ranks(setup):
-    # the first half on 2 gloo ranks, the second half resumed by one process: the weights of the
-    # uninterrupted one-process run, within the tolerance of the equivalence test above
+    # the first half on 2 gloo ranks, the second half resumed by one process (and the reverse): the
+    # weights of the uninterrupted one-process run, within the tolerance of the equivalence test above
     root, data, config = setup
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -138,3 +138,13 @@ def test_resume_on_another_number_of_ranks(setup):
     assert max(float((resumed[k] - one[k]).abs().max()) for k in one) <= 1e-5 * scale
     records = [json.loads(line) for line in (root / "two_then_one" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(1, STEPS + 1))
+    # and the other way: the first half in one process, the second resumed on 2 gloo ranks
+    assert main(["train", "--config", str(config), "--data", str(data), "--steps", str(half),
+                 "-o", str(root / "one_then_two")]) == 0
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "sciscore", "train", "--config", str(config), "--resume", "--steps", str(STEPS),
+                           "-o", str(root / "one_then_two")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = _weights(root / "one_then_two")
+    assert max(float((resumed[k] - one[k]).abs().max()) for k in one) <= 1e-5 * scale
