@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from sciscore.errors import UserError
 from sciscore.devices import memory_bytes
-from sciscore.validation import check_numbers, check_types
+from sciscore.validation import check_numbers, check_types, require
 from sciscore.nn.embedding import GaussianFourierEmbedding
 from sciscore.nn.layers import PADDINGS
 from sciscore.nn.mean_bypass import BYPASS_MODES, MeanBypass, MeanEmbedding
@@ -98,9 +98,7 @@ class NetworkConfig:
             (self.noise_label in NOISE_LABELS, f"noise_label must be one of {list(NOISE_LABELS)}, got {self.noise_label!r}"),
             (self.sigma_data > 0, f"sigma_data must be > 0, got {self.sigma_data}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"network config: {message}")
+        require(checks, "network config")
         weights = 4 * 9 * sum(a * b for a, b in zip(self.channels, self.channels[1:]))  # the 3x3 downsampling convs
         available = memory_bytes()
         if available is not None and weights > available:

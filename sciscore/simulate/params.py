@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from sciscore.errors import UserError
+from sciscore.validation import require
 
 
 def reference_viscosity(n: int) -> float:
@@ -69,9 +69,7 @@ class Params:
              f"context_wavenumber={self.context_wavenumber} must be an integer >= 0"),
             (len(self.background_velocity) == 2, "background_velocity must be a pair (U, V)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"bad model parameter: {message}")
+        require(checks, "bad model parameter")
         object.__setattr__(self, "background_velocity", tuple(float(u) for u in self.background_velocity))
         object.__setattr__(self, "kappa_value", float(self.nu if self.kappa is None else self.kappa))
         if self.context_amplitude is not None:

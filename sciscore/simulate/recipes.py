@@ -29,7 +29,7 @@ import xarray as xr
 
 from sciscore.devices import memory_bytes
 from sciscore.errors import UserError
-from sciscore.validation import check_types
+from sciscore.validation import check_types, require
 from sciscore.simulate.equation import context_pattern
 from sciscore.simulate.grid import DTYPES, Grid
 from sciscore.simulate.params import Params
@@ -83,9 +83,7 @@ class Recipe:
             (0 <= self.seed < 2**63, f"seed={self.seed} must be in [0, 2**63)"),
             (self.threads is None or self.threads >= 1, f"threads={self.threads} must be >= 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"bad simulate option: {message}")
+        require(checks, "bad simulate option")
         known = {f.name for f in dataclasses.fields(Params) if f.init}
         unknown = sorted(set(self.model) - known - {"context_wavenumber"})
         if unknown:

@@ -34,6 +34,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.study import StudyResult
+from sciscore.validation import require
 
 COLUMNS = ["dataset", "size", "network", "ema", "w1_mean_over_std", "mean_loss", "fluctuation_loss",
            "spectrum_max_ratio"]
@@ -96,9 +97,7 @@ class Parameters:
             (self.kept_fields >= 0 and self.kept_fields <= self.samples, "kept_fields must be in [0, samples]"),
             (0 <= self.brightness_offset < 1, "brightness_offset must be in [0, 1)"),
         ]
-        for ok, message in problems:
-            if not ok:
-                raise UserError(f"color-shift study: {message}")
+        require(problems, "color-shift study")
 
     @classmethod
     def from_dict(cls, params: dict) -> "Parameters":
