@@ -27,8 +27,8 @@ network then sees that spike A times wider, and its errors there shrink A times 
 The spatial mean in (1) is the mean of the stretched field.
 
 Optionally the fluctuation is then partly whitened, after (1), by a radial filter G_c(k) in
-Fourier space (k = |wavenumber| rounded to an integer shell, G_c(0) = 1 so the spatial mean is
-untouched):
+Fourier space (k: the shell of `sciscore.fields.wavenumbers`, |wavenumber| rounded; G_c(0) = 1,
+so the spatial mean is untouched):
 
     y -> F^-1[ G_c(k) F[y] ],   G_c(k) = g_c max(p_c(k) / max_k' p_c(k'), 1e-6)^(-alpha/2)     (3)
 
@@ -55,6 +55,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields.dims import field_dims
+from sciscore.fields.wavenumbers import shell_index, shell_mode_counts
 from sciscore.validation import check_names, check_numbers
 
 METHODS = ("standard", "minmax", "mean-spatial")
@@ -95,9 +96,7 @@ class Normalizer:
         if self.whitening_gain is None:
             return y
         height, width = y.shape[-2:]
-        ky = np.fft.fftfreq(height, 1 / height)[:, None]
-        kx = np.fft.rfftfreq(width, 1 / width)[None, :]
-        shell = np.rint(np.hypot(ky, kx)).astype(int)
+        shell = shell_index(height, width)[:, : width // 2 + 1]  # the rfft2 half-plane: kx = 0 .. width/2
         table = np.asarray(self.whitening_gain)
         if shell.max() >= table.shape[1]:
             raise UserError(f"the normalizer's whitening was fitted on a smaller grid than {height} x {width}; "
@@ -272,10 +271,8 @@ def fit_normalizer(
 def _whitening_gain(normalizer: Normalizer, ds: xr.Dataset, dims, alpha: float, chunk: int = 256):
     """G_c(k) of eq. (3) from the mean power per Fourier mode of `normalizer.apply(ds)`."""
     height, width = ds.sizes[dims.y], ds.sizes[dims.x]
-    ky = np.fft.fftfreq(height, 1 / height)[:, None]
-    kx = np.fft.fftfreq(width, 1 / width)[None, :]
-    shell = np.rint(np.hypot(ky, kx)).astype(int).ravel()
-    modes = np.bincount(shell)
+    shell = shell_index(height, width).ravel()
+    modes = shell_mode_counts(height, width)
     power = np.zeros((len(normalizer.variables), len(modes)))
     n = ds.sizes[dims.sample]
     for start in range(0, n, chunk):
