@@ -101,21 +101,26 @@ def test_file_schema_cf_and_provenance(model, tmp_path):
     assert not errors
 
 
+def interrupt_after(monkeypatch, writer: str, batches: int) -> None:
+    """Make `sciscore.generate.model.<writer>` (the batch writer of a file or a store) raise
+    KeyboardInterrupt, as Ctrl-C would, after it has written `batches` batches."""
+    from sciscore.generate import model as model_module
+
+    original, calls = getattr(model_module, writer), {"n": 0}
+
+    def interrupting(target, fields, **kwargs):
+        if calls["n"] == batches:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        original(target, fields, **kwargs)
+
+    monkeypatch.setattr(model_module, writer, interrupting)
+
+
 def test_interrupt_and_resume_gives_the_uninterrupted_samples(model, tmp_path, monkeypatch):
     full = generate_file(model, tmp_path / "full.nc", 7, seed=5, batch_size=2, **FAST)
     target = tmp_path / "part.nc"
-    from sciscore.generate import model as model_module
-
-    calls = {"n": 0}
-    original = model_module.append_samples
-
-    def interrupt_after_two(sample_file, fields, **kwargs):
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        original(sample_file, fields, **kwargs)
-
-    monkeypatch.setattr(model_module, "append_samples", interrupt_after_two)
+    interrupt_after(monkeypatch, "append_samples", 2)
     with pytest.raises(KeyboardInterrupt):
         generate_file(model, target, 7, seed=5, batch_size=2, **FAST)
     monkeypatch.undo()

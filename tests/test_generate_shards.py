@@ -11,7 +11,7 @@ from sciscore.cli import main
 from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model, merge_shards
 from sciscore.generate.shards import Shard, parse_shard
-from test_generate import FAST, run_dir  # noqa: F401  (the tiny trained checkpoint fixture)
+from test_generate import FAST, interrupt_after, run_dir  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +66,8 @@ def test_merged_shards_equal_the_one_job_run(model, tmp_path):
 
 
 def test_an_interrupted_shard_resumes_to_the_same_samples(model, tmp_path, monkeypatch):
-    from sciscore.generate import model as model_module
-
     reference = generate_file(model, tmp_path / "ref.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
-    original = model_module.append_samples
-    calls = {"n": 0}
-
-    def interrupt_after_one(sample_file, fields, **kwargs):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        original(sample_file, fields, **kwargs)
-
-    monkeypatch.setattr(model_module, "append_samples", interrupt_after_one)
+    interrupt_after(monkeypatch, "append_samples", 1)
     with pytest.raises(KeyboardInterrupt):
         generate_file(model, tmp_path / "s.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
     monkeypatch.undo()
@@ -187,20 +176,9 @@ def test_zarr_shards_write_one_store_equal_to_the_one_job_file(model, tmp_path):
 def test_a_killed_zarr_shard_resumes_and_an_incomplete_store_is_refused(model, run_dir, tmp_path, capsys,  # noqa: F811
                                                                         monkeypatch):
     from sciscore.fields import open_fields
-    from sciscore.generate import model as model_module
-
     reference = generate_file(model, tmp_path / "ref.nc", 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
     store = tmp_path / "s.zarr"
-    original = model_module.append_store_samples
-    calls = {"n": 0}
-
-    def interrupt_after_one(sample_store, fields, **kwargs):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        original(sample_store, fields, **kwargs)
-
-    monkeypatch.setattr(model_module, "append_store_samples", interrupt_after_one)
+    interrupt_after(monkeypatch, "append_store_samples", 1)
     with pytest.raises(KeyboardInterrupt):
         generate_file(model, store, 7, seed=4, batch_size=1, shard=Shard(2, 3), **FAST)
     monkeypatch.undo()
