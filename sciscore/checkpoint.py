@@ -4,6 +4,8 @@
     RUN_DIR/model.safetensors    raw weights
     RUN_DIR/ema.safetensors      exponential-moving-average weights (the ones to sample with)
     RUN_DIR/training_state.pt    optimizer, counters, RNG states; torch.load(weights_only=True)
+    RUN_DIR/snapshots/K.safetensors  raw weights after K optimizer steps (optional, for post-hoc EMA:
+                                     `sciscore.train.posthoc_ema`)
 
 Nothing is unpickled. Each file is written to a temporary name and renamed (atomic per file);
 config.json goes last and every file records the step, so a save interrupted halfway is
@@ -80,6 +82,7 @@ class Checkpoint:
     samples: dict = field(default_factory=dict)            # {"train": N, "validation": M}
     training_config: dict = field(default_factory=dict)    # TrainConfig.to_dict() less network, process
     monitor: dict | None = None               # the quality-monitor record of a RUN_DIR/best checkpoint
+    ema: dict | None = None                   # the EMA profile of post-hoc EMA weights (train/posthoc_ema.py)
     sciscore_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -94,6 +97,7 @@ class Checkpoint:
             "constant_means": dict(self.constant_means), "grid": self.grid.to_dict(),
             "variable_attrs": self.variable_attrs, "samples": dict(self.samples),
             "training_config": self.training_config, **({"monitor": self.monitor} if self.monitor is not None else {}),
+            **({"ema": self.ema} if self.ema is not None else {}),
         }
 
 
@@ -152,6 +156,7 @@ SCHEMA = {
     "samples": (False, "an object of integers", lambda v: _is_dict(v) and all(map(_is_int, v.values())), None),
     "training_config": (False, "an object", _is_dict, None),
     "monitor": (False, "an object or null", lambda v: v is None or _is_dict(v), None),
+    "ema": (False, "an object or null", lambda v: v is None or _is_dict(v), None),
 }
 
 
@@ -298,6 +303,38 @@ def save_checkpoint(run_dir, network, ema_network, record: Checkpoint, training_
     text = json.dumps(record.to_dict(), indent=2, default=_json_default)
     _replace_atomically(run_dir / CONFIG, lambda p: p.write_text(text))
     return run_dir
+
+
+SNAPSHOTS = "snapshots"
+
+
+def save_snapshot(run_dir, network, optimizer_steps: int) -> Path:
+    """Write the raw weights after `optimizer_steps` optimizer steps to
+    RUN_DIR/snapshots/NNNNNNNN.safetensors (atomic; the step is in the name and the metadata)."""
+    folder = Path(run_dir) / SNAPSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{int(optimizer_steps):08d}.safetensors"
+    metadata = {"optimizer_steps": str(int(optimizer_steps)), "format": FORMAT}
+    _replace_atomically(path, lambda p: Path(p).write_bytes(save(_tensors(network), metadata=metadata)))
+    return path
+
+
+def list_snapshots(run_dir) -> list[tuple[int, Path]]:
+    """(optimizer steps, path) of every weight snapshot in RUN_DIR/snapshots/, in step order."""
+    folder = Path(run_dir) / SNAPSHOTS
+    found = []
+    for path in folder.glob("*.safetensors") if folder.is_dir() else ():
+        if path.stem.isdigit():
+            found.append((int(path.stem), path))
+    return sorted(found)
+
+
+def read_snapshot(path) -> dict:
+    """The tensors of one snapshot file, with a one-line error when it is damaged."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise UserError(f"weight snapshot {path} is unreadable ({error}); delete it or retrain that stretch") from None
 
 
 def _json_default(value):

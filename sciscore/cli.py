@@ -15,7 +15,7 @@ import warnings
 from sciscore import __version__
 from sciscore.errors import EXIT_USAGE, UserError
 
-SUBCOMMANDS = ("simulate", "train", "generate", "merge", "diagnose", "study")
+SUBCOMMANDS = ("simulate", "train", "ema", "generate", "merge", "diagnose", "study")
 
 
 class UsageError(UserError):

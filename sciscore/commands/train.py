@@ -59,7 +59,7 @@ OPTION_KEYS = [
     ("checkpoint_every", "training", "checkpoint_every"), ("validation_every", "training", "validation_every"),
     ("device", "training", "device"), ("bf16", "training", "bf16"), ("compile", "training", "compile"),
     ("monitor_every", "training", "monitor_every"), ("monitor_samples", "training", "monitor_samples"),
-    ("monitor_steps", "training", "monitor_steps"),
+    ("monitor_steps", "training", "monitor_steps"), ("snapshot_every", "training", "snapshot_every"),
     ("channels_last", "training", "channels_last"), ("threads", "training", "threads"), ("quiet", "training", "quiet"),
 ]
 
@@ -125,6 +125,9 @@ def register(subparsers):
     opt.add_argument("--log-every", type=POSITIVE, metavar="N", help="[training] log_every (default 10)")
     opt.add_argument("--checkpoint-every", type=POSITIVE, metavar="N", help="[training] checkpoint_every (default 100)")
     opt.add_argument("--validation-every", type=NON_NEGATIVE, metavar="N", help="[training] validation_every (default 100)")
+    opt.add_argument("--snapshot-every", type=NON_NEGATIVE, metavar="N",
+                     help="keep the raw weights every N optimizer steps in RUN_DIR/snapshots/ for 'sciscore ema' "
+                          "(post-hoc EMA profiles); 0 = off (default 0) [training] snapshot_every")
     opt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast (CUDA, or a CPU with bf16 instructions) [training] bf16")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the network [training] compile")
     opt.add_argument("--channels-last", action="store_true", default=None, help="[training] channels_last")

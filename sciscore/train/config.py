@@ -104,6 +104,7 @@ class TrainingConfig:
     monitor_every: int | None = None  # quality monitor interval in steps; None: 500 for runs >= 2000 steps; 0: off
     monitor_samples: int = 32     # fields the monitor draws each time
     monitor_steps: int = 18       # ode-heun steps of the monitor's sampler (generate's default)
+    snapshot_every: int = 0       # raw weights every N optimizer steps in RUN_DIR/snapshots/, for post-hoc EMA (0: off)
 
     def __post_init__(self):
         check_types(self, "training")
@@ -114,6 +115,7 @@ class TrainingConfig:
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.steps is not None or self.epochs is not None, "set steps or epochs"),
             (self.validation_every >= 0, f"validation_every must be >= 0 (0: off), got {self.validation_every}"),
+            (self.snapshot_every >= 0, f"snapshot_every must be >= 0 (0: off), got {self.snapshot_every}"),
             (self.monitor_every is None or self.monitor_every >= 0,
              f"monitor_every must be >= 0 (0: off), got {self.monitor_every}"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),

@@ -16,6 +16,11 @@ import torch
 from torch import nn
 
 
+def decay_at(step: int, decay: float, warmup: bool = True) -> float:
+    """The decay d used by the update after optimizer step `step` (0-based)."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
 class ExponentialMovingAverage:
     """Keeps `self.network`, an averaged copy of `network` (eval mode, no gradients)."""
 
@@ -26,7 +31,7 @@ class ExponentialMovingAverage:
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
-        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+        return decay_at(step, self.decay, self.warmup)
 
     @torch.no_grad()
     def update(self, network: nn.Module, step: int) -> None:

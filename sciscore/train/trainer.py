@@ -280,6 +280,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             raise UserError(f"cannot create the run directory {run_dir}: {error.strerror}; choose another -o") from None
         history = _read_metrics(run_dir / METRICS, start) if resume else []
         (run_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
+        if t_cfg.snapshot_every and optimizer_steps == 0:  # the initial weights, the EMA's starting point
+            ckpt.save_snapshot(run_dir, network, 0)
     every = monitor_interval(t_cfg.monitor_every, total)
     if every and getattr(process, "zero_terminal_snr", False):
         # the monitor samples net.score on the Karras grid, which starts at sigma(T) = inf here
@@ -350,6 +352,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, da
             optimizer.step()
             ema.update(network, optimizer_steps)
             optimizer_steps += 1
+            if main_rank and t_cfg.snapshot_every and optimizer_steps % t_cfg.snapshot_every == 0:
+                ckpt.save_snapshot(run_dir, network, optimizer_steps)
             consecutive = 0
             sums += logged
             binned.add(t, terms["per_sample"])
