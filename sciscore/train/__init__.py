@@ -7,6 +7,7 @@ from sciscore.train.config import (DataConfig, OptimizerConfig, TrainConfig, Tra
 from sciscore.train.ema import ExponentialMovingAverage
 from sciscore.train.losses import (LossConfig, SigmaBinnedLoss, denoising_loss, draw_times, isotropy_penalty,
                                    loss_weight, split_residual_loss)
+from sciscore.train.posthoc_ema import PowerProfile, TrainerProfile, posthoc_ema, write_posthoc_checkpoint
 from sciscore.train.trainer import TrainResult, train, validation_loss
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "ExponentialMovingAverage",
     "LossConfig", "SigmaBinnedLoss", "denoising_loss", "draw_times", "isotropy_penalty", "loss_weight",
     "split_residual_loss",
+    "PowerProfile", "TrainerProfile", "posthoc_ema", "write_posthoc_checkpoint",
     "TrainResult", "train", "validation_loss",
 ]
