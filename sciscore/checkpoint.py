@@ -83,6 +83,7 @@ class Checkpoint:
     training_config: dict = field(default_factory=dict)    # TrainConfig.to_dict() less network, process
     monitor: dict | None = None               # the quality-monitor record of a RUN_DIR/best checkpoint
     ema: dict | None = None                   # the EMA profile of post-hoc EMA weights (train/posthoc_ema.py)
+    sampler: dict | None = None               # the recommended sampler: {"solver", "steps", "grid", "options"}
     sciscore_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -98,6 +99,7 @@ class Checkpoint:
             "variable_attrs": self.variable_attrs, "samples": dict(self.samples),
             "training_config": self.training_config, **({"monitor": self.monitor} if self.monitor is not None else {}),
             **({"ema": self.ema} if self.ema is not None else {}),
+            **({"sampler": self.sampler} if self.sampler is not None else {}),
         }
 
 
@@ -137,6 +139,29 @@ def _grid(raw: dict) -> Grid:
     return Grid(**{k: raw[k] for k in ("dims", "shape", "y", "x", "y_attrs", "x_attrs") if k in raw})
 
 
+def _sampler(raw: dict) -> dict:
+    """The recommended sampler of a model: a solver of the table, optional steps and grid, and the
+    solver's options (checked as `sciscore generate --solver-option` checks them)."""
+    from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, parse_solver_options
+
+    unknown = set(raw) - {"solver", "steps", "grid", "options"}
+    if unknown:
+        raise ValueError(f"sampler has unknown keys {sorted(unknown)}; it takes solver, steps, grid, options")
+    if raw.get("solver") not in SOLVERS:
+        raise ValueError(f"sampler.solver must be one of {', '.join(SOLVERS)}")
+    if "steps" in raw and not (_is_int(raw["steps"]) and raw["steps"] >= 1):
+        raise ValueError("sampler.steps must be a positive integer")
+    if "grid" in raw and raw["grid"] not in CONTINUOUS_GRIDS:
+        raise ValueError(f"sampler.grid must be one of {', '.join(CONTINUOUS_GRIDS)}")
+    if not _is_dict(raw.get("options", {})):
+        raise ValueError("sampler.options must be an object")
+    try:
+        options = parse_solver_options(raw["solver"], raw.get("options", {}))
+    except UserError as error:
+        raise ValueError(f"sampler.options: {error}") from None
+    return {**raw, "options": options}
+
+
 # name: (required, description, type test, conversion)
 SCHEMA = {
     "format_version": (True, "an integer", _is_int, None),
@@ -157,6 +182,7 @@ SCHEMA = {
     "training_config": (False, "an object", _is_dict, None),
     "monitor": (False, "an object or null", lambda v: v is None or _is_dict(v), None),
     "ema": (False, "an object or null", lambda v: v is None or _is_dict(v), None),
+    "sampler": (False, "an object or null", lambda v: v is None or _is_dict(v), lambda v: None if v is None else _sampler(v)),
 }
 
 

@@ -40,8 +40,9 @@ def test_record_round_trips_and_is_typed(run_dir):
     record = read_checkpoint(run_dir)
     assert isinstance(record, Checkpoint) and record.to_dict() == raw
     assert record.step == 3 and record.network.channels == (8, 16) and record.grid.dims == ["y", "x"]
-    # every written field is in the schema (monitor: best/ only; ema: post-hoc EMA checkpoints only)
-    assert set(raw) - {"format"} == set(SCHEMA) - {"monitor", "ema"}
+    # every written field is in the schema (monitor: best/ only; ema: post-hoc EMA checkpoints only;
+    # sampler: set by whoever recommends one, as for the shipped model)
+    assert set(raw) - {"format"} == set(SCHEMA) - {"monitor", "ema", "sampler"}
 
 
 def test_version_1_is_migrated(run_dir, tmp_path):

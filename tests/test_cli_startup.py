@@ -60,8 +60,9 @@ def test_help_lists_every_subcommand_and_the_generate_defaults(help_report):
     from sciscore.sde.solvers import default_steps
 
     generate = " ".join(help_report["generate"]["help"].split())  # argparse wraps lines
-    assert f"(default: {DEFAULT_SOLVER})" in generate
     squeezed = "".join(generate.split())  # argparse may break "ode-heun" after its hyphen
+    assert f"recommendedsampler,itsconfig.json'sampler',withitssteps,gridandoptions;else{DEFAULT_SOLVER})" in squeezed
+    assert f"else{DEFAULT_GRID})" in squeezed
     assert f"{DEFAULT_SOLVER}on{DEFAULT_GRID}:{default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})" in squeezed
 
 

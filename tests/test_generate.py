@@ -273,3 +273,45 @@ def test_bad_solver_options_are_one_line_errors(option, message):
 
     with pytest.raises(UserError, match=message):
         parse_solver_options("edm", option)
+
+
+def test_recommended_sampler_of_the_checkpoint_is_the_default(run_dir, tmp_path, capfd):
+    """A `sampler` in config.json is what generate uses when no --solver is given (each of its
+    settings overridden by those given); an explicit --solver takes nothing from it; a bad one is a
+    one-line error naming the field."""
+    import shutil
+
+    from cli_helpers import refuse
+
+    recommended = tmp_path / "recommended"
+    shutil.copytree(run_dir, recommended)
+    raw = json.loads((recommended / "config.json").read_text())
+    raw["sampler"] = {"solver": "edm", "steps": 4, "options": {"s_churn": 2, "s_noise": 1.007}}
+    (recommended / "config.json").write_text(json.dumps(raw))
+    model = load_model(recommended, device="cpu")
+    plain = load_model(run_dir, device="cpu")
+    assert model.sampler == {"solver": "edm", "steps": 4, "options": {"s_churn": 2.0, "s_noise": 1.007}}
+    by_default = model.generate(3, seed=1, batch_size=3)
+    explicit = plain.generate(3, solver="edm", steps=4, seed=1, batch_size=3,
+                              solver_options={"s_churn": 2.0, "s_noise": 1.007})
+    np.testing.assert_array_equal(by_default["temperature"].values, explicit["temperature"].values)
+    assert by_default.attrs["sciscore_solver"] == "edm" and by_default.attrs["sciscore_steps"] == 4
+    assert json.loads(by_default.attrs["sciscore_solver_options"]) == {"s_churn": 2.0, "s_noise": 1.007}
+    # overrides: steps and one option; an explicit solver ignores the recommendation
+    options = model.sampler_options(steps=6, solver_options=["s_churn=5"])
+    assert (options.solver, options.steps, options.solver_options) == ("edm", 6, {"s_churn": 5.0, "s_noise": 1.007})
+    heun = model.sampler_options(solver="ode-heun")
+    assert (heun.solver, heun.steps, heun.solver_options) == ("ode-heun", 18, {})
+    assert plain.sampler_options().solver == "ode-heun"
+    # the command line: no --solver uses it, --solver-option applies to it
+    path = tmp_path / "cli.nc"
+    assert main(["generate", "--model", str(recommended), "-n", "3", "--seed", "1", "--batch-size", "3",
+                 "-o", str(path), "--quiet"]) == 0
+    np.testing.assert_array_equal(xr.open_dataset(path)["temperature"].values, explicit["temperature"].values)
+    assert "s_tmin='x' of solver 'edm' must be a number" in refuse(
+        "generate", ["--model", str(recommended), "-n", "2", "--solver-option", "s_tmin=x", "-o", str(tmp_path / "bad.nc")],
+        capfd)
+    raw["sampler"] = {"solver": "edm", "options": {"s_curn": 2}}
+    (recommended / "config.json").write_text(json.dumps(raw))
+    line = refuse("generate", ["--model", str(recommended), "-n", "2", "-o", str(tmp_path / "bad.nc")], capfd)
+    assert "field 'sampler' is invalid" in line and "s_curn" in line

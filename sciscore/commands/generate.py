@@ -28,12 +28,15 @@ def register(subparsers):
     parser.add_argument("--variable", action="append", metavar="NAME", dest="variables",
                         help="variable to write (repeatable; default: all of the model's variables)")
     parser.add_argument("-n", "--samples", type=integer(1, MAX_SAMPLES), default=DEFAULT_SAMPLES, help="number of fields")
-    parser.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="sampler")
+    parser.add_argument("--solver", choices=SOLVERS, default=None,
+                        help=f"sampler (default: the model's recommended sampler, its config.json 'sampler', with "
+                             f"its steps, grid and options; else {DEFAULT_SOLVER})")
     parser.add_argument("--steps", type=POSITIVE, default=None,
-                        help=f"solver steps (default: the solver's on the grid; {DEFAULT_SOLVER} on "
-                             f"{DEFAULT_GRID}: {default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})")
-    parser.add_argument("--grid", choices=CONTINUOUS_GRIDS, default=DEFAULT_GRID,
-                        help="time grid of the solver steps (karras: EDM's rho = 7)")
+                        help=f"solver steps (default: the recommended sampler's, else the solver's on the grid; "
+                             f"{DEFAULT_SOLVER} on {DEFAULT_GRID}: {default_steps(DEFAULT_SOLVER, DEFAULT_GRID)})")
+    parser.add_argument("--grid", choices=CONTINUOUS_GRIDS, default=None,
+                        help=f"time grid of the solver steps (karras: EDM's rho = 7; default: the recommended "
+                             f"sampler's, else {DEFAULT_GRID})")
     parser.add_argument("--solver-option", action="append", default=[], metavar="NAME=VALUE", dest="solver_options",
                         help="a setting of the solver (repeatable), e.g. --solver edm --solver-option s_churn=40; "
                              "the settings each solver takes are listed in docs/sde.md")
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
-    solver_options = parse_solver_options(args.solver, args.solver_options)
+    # with --solver the options are checked now; without, against the model's recommended solver once loaded
+    solver_options = parse_solver_options(args.solver, args.solver_options) if args.solver else args.solver_options
     if args.threads is not None:
         import torch
 
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_under_torchrun(args: argparse.Namespace, solver_options: dict) -> int:
+def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
     """torchrun -m sciscore generate ... -o FILE: rank r of N writes shard r/N to a part file next to
     FILE; after all are done, rank 0 merges them into FILE (equal to the one-job run) and removes
     them. --resume continues the part files of an interrupted run. With -o OUT.zarr, rank r writes

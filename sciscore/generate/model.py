@@ -61,6 +61,7 @@ class GenerativeModel:
     weights: str                              # "ema" or "raw"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     name: str = ""                            # "turbulence2d-64 (shipped)" or the run directory's name
+    sampler: dict | None = None               # the recommended sampler of its config.json, if any
 
     def __repr__(self) -> str:  # a summary, not the network layers and coordinate arrays
         channels, ny, nx = self.shape
@@ -130,21 +131,37 @@ class GenerativeModel:
         attrs.update(self.normalizer.to_attrs())
         return attrs
 
+    def sampler_options(self, solver: str | None = None, steps: int | None = None, seed: int = 0,
+                        grid: str | None = None, denoise: bool = True, solver_options=None) -> "SamplerOptions":
+        """The settings to sample with. Where `solver` is None: the model's recommended sampler
+        (`sampler` in its config.json), each of its settings overridden by those given (`steps`,
+        `grid`, `solver_options`), or without one `DEFAULT_SOLVER` on `DEFAULT_GRID`. An explicit
+        `solver` takes nothing from the recommendation."""
+        recommended = self.sampler if solver is None else None
+        if recommended is None:
+            return SamplerOptions(solver or DEFAULT_SOLVER, steps, seed, grid or DEFAULT_GRID, denoise,
+                                  solver_options or {})
+        solver = recommended["solver"]
+        options = {**recommended.get("options", {}), **parse_solver_options(solver, solver_options or {})}
+        return SamplerOptions(solver, steps if steps is not None else recommended.get("steps"), seed,
+                              grid or recommended.get("grid", DEFAULT_GRID), denoise, options)
+
     def generate(self, n: int = DEFAULT_SAMPLES, *, variables: Sequence[str] | None = None,
-                 solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
-                 grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+                 solver: str | None = None, steps: int | None = None, seed: int = 0,
+                 grid: str | None = None, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                  progress: bool = False, solver_options: dict | None = None) -> xr.Dataset:
         """`n` generated fields in physical units, dims (sample, y, x), with provenance attrs.
-        `steps`: default the solver's on `grid` (`sciscore.sde.solvers.default_steps`).
-        `solver_options`: the solver's settings from its table entry, e.g. {"s_churn": 40} for 'edm'.
+        `solver`, `steps`, `grid`, `solver_options`: as `sampler_options` resolves them (default: the
+        model's recommended sampler, else ode-heun with the solver's default steps on the Karras grid);
+        `solver_options` are the solver's settings from its table entry, e.g. {"s_churn": 40} for 'edm'.
 
         Sample i depends only on (seed, i), not on `batch_size`."""
         variables = self.select(variables)
-        options = SamplerOptions(solver, steps, seed, grid, denoise, solver_options or {})
+        options = self.sampler_options(solver, steps, seed, grid, denoise, solver_options)
         _check_counts(n, batch_size)
         ds = self.template(variables, n)
         ds.attrs.update(self.provenance(options, variables, f"sciscore.generate.GenerativeModel.generate(n={n}, "
-                                                            f"solver={solver!r}, steps={options.steps}, seed={seed})"))
+                                                            f"solver={options.solver!r}, steps={options.steps}, seed={seed})"))
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="generate", unit="batch"):
             stop = min(n, start + batch_size)
             x, nfe = self.sample_normalized(start, stop, options)
@@ -199,8 +216,8 @@ def _sigterm_as_interrupt():
 
 
 def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, variables=None,
-                  solver: str = DEFAULT_SOLVER, steps: int | None = None, seed: int = 0,
-                  grid: str = DEFAULT_GRID, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+                  solver: str | None = None, steps: int | None = None, seed: int = 0,
+                  grid: str | None = None, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                   overwrite: bool = False, resume: bool = False, progress: bool = False,
                   shard: Shard | None = None, solver_options: dict | None = None) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
@@ -212,16 +229,17 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     merged by `sciscore.generate.merge.merge_shards` equal the one-job file.
 
     A `path` ending in `.zarr` is one Zarr store of all n samples instead, in which each shard
-    writes its region (see `sciscore.generate.sample_store`)."""
+    writes its region (see `sciscore.generate.sample_store`). The sampler settings resolve as in
+    `GenerativeModel.sampler_options` (default: the model's recommended sampler)."""
     variables = model.select(variables)
-    options = SamplerOptions(solver, steps, seed, grid, denoise, solver_options or {})
+    options = model.sampler_options(solver, steps, seed, grid, denoise, solver_options)
     _check_counts(n, batch_size)
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
     if not options.solver_options:  # files written before solver options existed resume and merge alike
         del request["solver_options"]
     first, last = 0, n
-    call = f"sciscore.generate.generate_file(n={n}, solver={solver!r}, steps={options.steps}, seed={seed})"
+    call = f"sciscore.generate.generate_file(n={n}, solver={options.solver!r}, steps={options.steps}, seed={seed})"
     global_attrs = {"title": f"sciscore generated fields: {', '.join(variables)}",
                     **model.provenance(options, variables, call)}
     if shard is not None:
@@ -282,4 +300,4 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
         network=network, process=network.process, normalizer=record.normalizer,
         variables=tuple(record.variables), dims=tuple(grid.dims), coords=coords,
         variable_attrs=record.variable_attrs, path=path, checksum=_checksum(weights_file),
-        weights="ema" if ema else "raw", device=torch_device, name=model_name)
+        weights="ema" if ema else "raw", device=torch_device, name=model_name, sampler=record.sampler)
