@@ -27,6 +27,18 @@ def test_output_shape(mode, shape):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
+def test_level_blocks_add_residual_blocks_at_every_finer_level():
+    """level_blocks = B: B residual blocks per level above the bottleneck, in the encoder and the
+    decoder, with the widths of their level; B = 0 leaves the NCSN U-Net (and its config.json) as it was."""
+    plain, deep = make(in_channels=2), make(in_channels=2, level_blocks=2)
+    assert plain.unet.enc_blocks is None and "level_blocks" not in plain.config.to_dict()
+    assert [[b.conv1.in_channels for b in level] for level in deep.unet.enc_blocks] == [[8, 8], [16, 16], [16, 16]]
+    assert [[b.conv1.in_channels for b in level] for level in deep.unet.dec_blocks] == [[16, 16], [16, 16], [8, 8]]
+    blocks = sum(p.numel() for name, p in deep.named_parameters() if "_blocks." in name)
+    assert count_parameters(deep) - count_parameters(plain) == blocks > 0
+    assert NetworkConfig.from_dict(deep.config.to_dict()).level_blocks == 2
+
+
 def test_shape_not_divisible_is_refused():
     net = make()
     with pytest.raises(ValueError, match="divisible by 8"):
@@ -89,12 +101,13 @@ def test_coupled_bypass_couples_mean_and_fluctuation():
     assert b["fluctuation"].mean(dim=(-2, -1)).abs().max() < 1e-6  # roles kept
 
 
-def test_circular_padding_is_shift_equivariant():
+@pytest.mark.parametrize("level_blocks", [0, 2])
+def test_circular_padding_is_shift_equivariant(level_blocks):
     """With periodic convolutions, a shift by a multiple of the total stride (8) commutes with
     the network; with zero padding it does not (the edges are seen)."""
     x, t = torch.randn(2, 1, 32, 32), torch.rand(2)
     for padding, equivariant in (("circular", True), ("zero", False)):
-        net = make(padding=padding)
+        net = make(padding=padding, level_blocks=level_blocks)
         rolled = net(torch.roll(x, (8, -16), (-2, -1)), t)
         expected = torch.roll(net(x, t), (8, -16), (-2, -1))
         error = (rolled - expected).abs().max()

@@ -45,6 +45,7 @@ OPTION_KEYS = [
     ("sample_dim", "data", "sample_dim"), ("spatial_dims", "data", "spatial_dims"),
     ("validation_fraction", "data", "validation_fraction"), ("normalization", "data", "normalization"),
     ("channels", "network", "channels"), ("num_residual", "network", "num_residual"),
+    ("level_blocks", "network", "level_blocks"),
     ("dropout", "network", "dropout"), ("padding", "network", "padding"), ("mean_bypass", "network", "mean_bypass"),
     ("preconditioning", "network", "preconditioning"),
     ("process", "process", "name"), ("sigma_min", "process", "sigma_min"), ("sigma_max", "process", "sigma_max"),
@@ -93,6 +94,8 @@ def register(subparsers):
     net = parser.add_argument_group("network")
     net.add_argument("--channels", type=_widths, metavar="LIST", help="U-Net widths (default 32,64,128,256) [network] channels")
     net.add_argument("--num-residual", type=NON_NEGATIVE, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
+    net.add_argument("--level-blocks", type=NON_NEGATIVE, metavar="N",
+                     help="residual blocks at every finer level, encoder and decoder (default 0) [network] level_blocks")
     net.add_argument("--dropout", type=number(0, 1, high_open=True), metavar="P", help="dropout (default 0) [network] dropout")
     net.add_argument("--padding", choices=("zero", "circular"), help="[network] padding (default zero)")
     net.add_argument("--mean-bypass", choices=("none", "independent", "coupled"),

@@ -5,6 +5,12 @@ Encoder: a 3x3 lifting conv, then len(channels) - 1 stride-2 convs; every stage 
 projection of the embedding and (except the last) GroupNorm + SiLU. Bottleneck: `num_residual`
 residual blocks. Decoder: nearest x2 upsampling + 3x3 conv per stage with skip concatenation,
 then a 3x3 projection to the output channels. H and W must be divisible by 2^(len(channels)-1).
+
+With `level_blocks` = B > 0, B residual blocks also run at every level above the bottleneck, in
+the encoder (before its skip is taken) and in the decoder (after its upsampling conv), as in the
+DDPM/NCSN++ U-Nets (Ho et al. 2020, appendix B; Song et al. 2021, appendix H). Without them
+(B = 0, the NCSN U-Net above) the finest level has only the lifting conv and the last decoder
+conv, and the scales near its Nyquist wavenumber come from the coarser level's nearest upsampling.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ class UNet(nn.Module):
     fluctuations are, per learned filter) and the spatial mean of each bottleneck feature."""
 
     def __init__(self, in_channels: int, out_channels: int, channels: Sequence[int] = (32, 64, 128, 256),
-                 num_residual: int = 8, embed_dim: int = 256, dropout: float = 0.0, padding: str = "zero"):
+                 num_residual: int = 8, embed_dim: int = 256, dropout: float = 0.0, padding: str = "zero",
+                 level_blocks: int = 0):
         super().__init__()
         channels = list(channels)
         if len(channels) < 2:
@@ -39,6 +46,9 @@ class UNet(nn.Module):
                                   for i in range(1, len(channels)))
         self.enc_dense = nn.ModuleList(nn.Linear(embed_dim, c) for c in channels)
         self.enc_norm = nn.ModuleList(group_norm(c) for c in channels[:-1])  # last stage: no norm
+        self.enc_blocks = nn.ModuleList(
+            nn.ModuleList(ResidualBlock(c, embed_dim, dropout, padding) for _ in range(level_blocks))
+            for c in channels[:-1]) if level_blocks else None
         # Bottleneck
         self.blocks = nn.ModuleList(ResidualBlock(channels[-1], embed_dim, dropout, padding)
                                     for _ in range(num_residual))
@@ -52,7 +62,16 @@ class UNet(nn.Module):
             self.up.append(conv3x3(fan_in, channels[i - 1], padding=padding))
             self.dec_dense.append(nn.Linear(embed_dim, channels[i - 1]))
             self.dec_norm.append(group_norm(channels[i - 1]))
+        self.dec_blocks = nn.ModuleList(
+            nn.ModuleList(ResidualBlock(channels[i - 1], embed_dim, dropout, padding) for _ in range(level_blocks))
+            for i in range(self.levels, 0, -1)) if level_blocks else None
         self.project = conv3x3(2 * channels[0], out_channels, padding=padding)
+
+    @staticmethod
+    def _blocks(blocks, index: int, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for block in blocks[index] if blocks is not None else ():
+            h = block(h, emb)
+        return h
 
     @property
     def pooled_dim(self) -> int:
@@ -63,12 +82,12 @@ class UNet(nn.Module):
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(f"H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}")
         lifted = self.lift(x)
-        h = F.silu(self.enc_norm[0](lifted + self.enc_dense[0](emb)[:, :, None, None]))
+        h = self._blocks(self.enc_blocks, 0, F.silu(self.enc_norm[0](lifted + self.enc_dense[0](emb)[:, :, None, None])), emb)
         skips = [h]
         for i, conv in enumerate(self.down, start=1):
             h = conv(h) + self.enc_dense[i](emb)[:, :, None, None]
             if i < self.levels:
-                h = F.silu(self.enc_norm[i](h))
+                h = self._blocks(self.enc_blocks, i, F.silu(self.enc_norm[i](h)), emb)
                 skips.append(h)
         for block in self.blocks:
             h = block(h, emb)
@@ -79,6 +98,7 @@ class UNet(nn.Module):
                 h = torch.cat([h, skips[i]], dim=1)
             h = self.up[stage](F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = F.silu(self.dec_norm[stage](h + self.dec_dense[stage](emb)[:, :, None, None]))
+            h = self._blocks(self.dec_blocks, stage, h, emb)
         out = self.project(torch.cat([h, skips[0]], dim=1))
         if not pooled:
             return out, None
