@@ -331,6 +331,27 @@ def save_checkpoint(run_dir, network, ema_network, record: Checkpoint, training_
     return run_dir
 
 
+def recommend_sampler(run_dir, solver: str | None, steps: int | None = None, grid: str | None = None,
+                      options: dict | None = None) -> Checkpoint:
+    """Record in RUN_DIR/config.json the sampler `sciscore generate` uses by default for this model
+    (`solver` None removes the recommendation); the weights are not touched. Returns the record."""
+    from dataclasses import replace
+
+    record = read_checkpoint(run_dir)
+    sampler = None
+    if solver is not None:
+        raw = {"solver": solver, **({"steps": steps} if steps is not None else {}),
+               **({"grid": grid} if grid is not None else {}), "options": dict(options or {})}
+        try:
+            sampler = _sampler(raw)
+        except ValueError as error:
+            raise UserError(f"cannot recommend this sampler: {error}") from None
+    record = replace(record, sampler=sampler)
+    text = json.dumps(record.to_dict(), indent=2, default=_json_default)
+    _replace_atomically(Path(run_dir) / CONFIG, lambda p: p.write_text(text))
+    return record
+
+
 SNAPSHOTS = "snapshots"
 
 

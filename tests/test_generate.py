@@ -283,11 +283,15 @@ def test_recommended_sampler_of_the_checkpoint_is_the_default(run_dir, tmp_path,
 
     from cli_helpers import refuse
 
+    from sciscore.checkpoint import recommend_sampler
+
     recommended = tmp_path / "recommended"
     shutil.copytree(run_dir, recommended)
+    with pytest.raises(UserError, match="cannot recommend this sampler: sampler.solver must be one of"):
+        recommend_sampler(recommended, "heunn")
+    record = recommend_sampler(recommended, "edm", steps=4, options={"s_churn": 2, "s_noise": 1.007})
+    assert record.sampler == {"solver": "edm", "steps": 4, "options": {"s_churn": 2.0, "s_noise": 1.007}}
     raw = json.loads((recommended / "config.json").read_text())
-    raw["sampler"] = {"solver": "edm", "steps": 4, "options": {"s_churn": 2, "s_noise": 1.007}}
-    (recommended / "config.json").write_text(json.dumps(raw))
     model = load_model(recommended, device="cpu")
     plain = load_model(run_dir, device="cpu")
     assert model.sampler == {"solver": "edm", "steps": 4, "options": {"s_churn": 2.0, "s_noise": 1.007}}
