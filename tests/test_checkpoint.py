@@ -1,10 +1,8 @@
 """The checkpoint format (sciscore.checkpoint): typed record, field validation, migration of the
 version-1 format, and the trainer's promise to leave the caller's global state alone."""
 
-import ast
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -122,13 +120,3 @@ def test_train_leaves_the_global_random_state_and_threads_alone(tmp_path):
     torch.manual_seed(99)  # another caller state: the run is the same
     second = train(copy.deepcopy(config), tmp_path / "b", dataset=fields())
     assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
-
-
-def test_generate_does_not_import_train():
-    package = Path(__file__).parents[1] / "sciscore" / "generate"
-    for path in package.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                assert not (node.module or "").startswith("sciscore.train"), (path.name, node.module)
-            elif isinstance(node, ast.Import):
-                assert not any(a.name.startswith("sciscore.train") for a in node.names), path.name

@@ -101,7 +101,7 @@ def check_shards(shards: Sequence[ShardFile]) -> int:
 
 def _missing_shard(shards: Sequence[ShardFile], index: int) -> str:
     """' (shard I/N)' for the shard of the given count that holds global sample `index`."""
-    from sciscore.generate.shards import Shard
+    from sciscore.fields.sample_shards import Shard
 
     counts = {int(s.shard.split("/")[1]) for s in shards if s.shard}
     n = int(shards[0].request["n"])
