@@ -49,6 +49,13 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def shards_holding(start: int, stop: int, n: int, count: int) -> list[Shard]:
+    """The shards (of `count`, in a run of `n` samples) whose blocks hold some of the samples
+    [start, stop) (a shard of more shards than samples may hold none)."""
+    shards = (Shard(i, count) for i in range(count))
+    return [shard for shard in shards if max(start, shard.block(n)[0]) < min(stop, shard.block(n)[1])]
+
+
 def unwritten_flags(n: int) -> xr.Variable:
     """The flags of a store of `n` samples before any is written (all 0), with their CF flag
     attributes."""
@@ -81,9 +88,8 @@ def describe_missing(flags: np.ndarray, count: int, where: str) -> str | None:
     stops = np.concatenate([missing[breaks], [missing[-1]]]) + 1
     runs = [f"{a}..{b - 1}" if b - a > 1 else f"{a}" for a, b in zip(starts[:3], stops[:3])]
     more = ", ..." if starts.size > 3 else ""
-    shards = [Shard(i, count) for i in range(count)
-              if any(a < Shard(i, count).block(n)[1] and Shard(i, count).block(n)[0] < b
-                     for a, b in zip(starts, stops))]
+    shards = sorted({shard for a, b in zip(starts, stops) for shard in shards_holding(int(a), int(b), n, count)},
+                    key=lambda shard: shard.index)
     which = "shard" if len(shards) == 1 else "shards"
     return (f"{where} is incomplete: {missing.size} of {n} samples are missing (samples {', '.join(runs)}{more}; "
             f"{which} {', '.join(map(str, shards))}); run {'that shard' if len(shards) == 1 else 'those shards'} "
