@@ -20,6 +20,10 @@ Versions of config.json (`format_version`):
        [data], [loss], [optimizer] and [training] sections only
 `read_checkpoint` migrates version 1 on the fly, so run directories written by sciscore 0.1 keep
 loading; a newer version than this sciscore knows is refused with a one-line error.
+Removed fields, dropped on load whatever the version (nothing ever read them, so the loaded model
+is the same, output for output):
+    process.sigma_data (EDM, always 0.5): the data std of EDM's preconditioning and loss weight
+       is network.sigma_data, which training derives from the data; the process's copy was unused
 """
 
 from __future__ import annotations
@@ -199,6 +203,9 @@ def migrate(raw: dict, where="config.json") -> dict:
         raise UserError(f"{where} has checkpoint format version {version}, written by sciscore "
                         f"{raw.get('sciscore_version', '?')}; this sciscore {__version__} reads up to version "
                         f"{FORMAT_VERSION}: upgrade sciscore")
+    process = raw.get("process")
+    if isinstance(process, dict) and process.get("name") == "edm" and "sigma_data" in process:
+        raw = {**raw, "process": {k: v for k, v in process.items() if k != "sigma_data"}}  # see "Removed fields"
     if version == 1:  # training_config repeated network and process; the record keeps one copy
         training = raw.get("training_config")
         raw = {**raw, "format": FORMAT, "format_version": 2}

@@ -10,7 +10,8 @@ import xarray as xr
 from sciscore.cli import main
 from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model, merge_shards
-from sciscore.generate.shards import Shard, parse_shard
+from sciscore.fields.sample_shards import Shard
+from sciscore.generate.shards import parse_shard
 from test_generate import FAST, interrupt_after, run_dir  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
 
 

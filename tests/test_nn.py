@@ -128,7 +128,7 @@ def test_constant_mean_channel_is_exact(mode):
 
 def test_edm_preconditioning_formula():
     """With F = 0 the EDM wrapper gives (c_skip - 1) x / sigma = -sigma x / (sigma^2 + sigma_data^2)."""
-    process = EDM(sigma_data=0.5)
+    process = EDM()
     net = make(process, preconditioning="edm", mean_bypass="independent", sigma_data=0.5)
     with torch.no_grad():
         net.unet.project.weight.zero_(), net.unet.project.bias.zero_()

@@ -15,11 +15,9 @@ from sciscore.sde import (
 from sciscore.sde.processes import _per_sample
 
 
-def edm_denoiser(raw_net, process, sigma_data=None):
+def edm_denoiser(raw_net, process, sigma_data):
     """Reference: D(x, t) = c_skip y + c_out F(c_in y; c_noise), y = x / s(t) (Karras et al. 2022,
     eq. 7 and Table 1); ``raw_net(x, c_noise)``."""
-    if sigma_data is None:
-        sigma_data = getattr(process, "sigma_data", 0.5)
 
     def denoise(x, t):
         t = torch.as_tensor(t).to(x.device)
@@ -192,14 +190,14 @@ def test_edm_preconditioning_table_1_and_round_trip():
     target = edm_training_target(x0, x, sigma, sigma_data)
     torch.testing.assert_close(target.flatten(1).std(1), torch.ones(3), rtol=0.02, atol=0)
     # a raw network that outputs the target exactly gives back x0 through D (round trip)
-    process = EDM(sigma_data=sigma_data)
+    process = EDM()
     lookup = {}
 
     def raw_net(x_in, c_noise_in):
         return lookup["F"]
 
     lookup["F"] = target
-    denoised = edm_denoiser(raw_net, process)(x, sigma)
+    denoised = edm_denoiser(raw_net, process, sigma_data)(x, sigma)
     torch.testing.assert_close(denoised, x0, rtol=1e-10, atol=1e-10)
 
 

@@ -233,6 +233,10 @@ def test_bad_config_keys_are_named():
         config_from_dict({"network": {"chanels": [8]}})
     with pytest.raises(UserError, match="derived from the data"):
         config_from_dict({"network": {"in_channels": 3}})
+    # EDM's data std is the network's, derived from the data; the process no longer carries a copy
+    with pytest.raises(UserError, match=r"config \[process\]: forward process 'edm' has no parameter sigma_data: "
+                                        r"the network derives sigma_data from the training data"):
+        config_from_dict({"process": {"name": "edm", "sigma_data": 0.5}})
 
 
 def test_nonfinite_guard_stops_with_a_clear_message(tmp_path):

@@ -127,7 +127,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
     from sciscore.generate.merge import merge_shards
     from sciscore.fields.sample_file import STATUS, read_header
     from sciscore.generate.sample_store import is_store, remove_store, shard_complete
-    from sciscore.generate.shards import Shard
+    from sciscore.fields.sample_shards import Shard
 
     if args.output is None:
         raise UserError("under torchrun, name the output file with -o")

@@ -20,6 +20,7 @@ import xarray as xr
 from sciscore import __version__
 from sciscore.errors import UserError
 from sciscore.fields.dims import FieldDims, field_dims
+from sciscore.fields.sample_shards import WRITTEN_FLAG, describe_missing, shard_count, written_flags
 from sciscore.provenance import history_line, software_attrs
 
 DEFAULT_CHUNK_SAMPLES = 64
@@ -126,10 +127,8 @@ def check_complete(ds: xr.Dataset, where: str) -> None:
     """Refuse a file that `sciscore generate` or `sciscore simulate` marked incomplete (it was
     interrupted): analysing or training on part of a run without knowing it would mislead."""
     if ds.attrs.get(STATUS) == "incomplete":
-        from sciscore.generate.sample_store import SHARD_COUNT, WRITTEN_FLAG, describe_missing
-
         if WRITTEN_FLAG in ds:  # a zarr store that shards write in parallel: its flags tell what is missing
-            problem = describe_missing(ds[WRITTEN_FLAG].values == 1, int(ds.attrs.get(SHARD_COUNT, 1)), where)
+            problem = describe_missing(written_flags(ds), shard_count(ds.attrs), where)
             if problem:
                 raise UserError(problem)
             return

@@ -17,7 +17,8 @@ _EXPORTS = {
                      "resume_sample_file"),
                     "sciscore.fields.sample_file"),
     **dict.fromkeys(("check_store", "merge_store"), "sciscore.generate.sample_store"),
-    **dict.fromkeys(("Shard", "parse_shard"), "sciscore.generate.shards"),
+    "Shard": "sciscore.fields.sample_shards",
+    "parse_shard": "sciscore.generate.shards",
     **dict.fromkeys(("check_shards", "merge_shards", "read_shard"), "sciscore.generate.merge"),
 }
 

@@ -101,15 +101,14 @@ def check_shards(shards: Sequence[ShardFile]) -> int:
 
 def _missing_shard(shards: Sequence[ShardFile], index: int) -> str:
     """' (shard I/N)' for the shard of the given count that holds global sample `index`."""
-    from sciscore.generate.shards import Shard
+    from sciscore.fields.sample_shards import shards_holding
 
     counts = {int(s.shard.split("/")[1]) for s in shards if s.shard}
     n = int(shards[0].request["n"])
     for count in counts:
-        for i in range(count):
-            start, stop = Shard(i, count).block(n)
-            if start <= index < stop:
-                return f" (shard {i}/{count})"
+        holding = shards_holding(index, index + 1, n, count)
+        if holding:
+            return f" (shard {holding[0]})"
     return ""
 
 

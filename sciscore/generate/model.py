@@ -28,8 +28,9 @@ from sciscore.fields.normalize import Normalizer
 from sciscore.generate.defaults import (  # noqa: F401  (re-exported)
     DEFAULT_BATCH_SIZE, DEFAULT_GRID, DEFAULT_SAMPLES, DEFAULT_SOLVER)
 from sciscore.fields.sample_file import append_samples, create_sample_file, resume_sample_file
+from sciscore.fields.sample_shards import Shard
 from sciscore.generate.sample_store import append_store_samples, is_store, open_sample_store
-from sciscore.generate.shards import SHARD, TOTAL, Shard
+from sciscore.generate.shards import SHARD, TOTAL
 from sciscore.provenance import history_line, invocation, software_attrs
 from sciscore.sde.solvers import default_steps, parse_solver_options
 from sciscore.validation import check_types

@@ -11,8 +11,8 @@
 * Each shard writes its block of global sample indices (`Shard.block`) batch by batch with
   `to_zarr(region=...)`. The chunk length along `sample` divides every boundary between the
   shards, so no chunk is written by two jobs and the shards never race.
-* The variable `sample_written` (sample; 0 or 1) records completeness: a batch's flags are set
-  after its fields, so a killed job leaves its unfinished samples at 0 and `--resume` draws exactly
+* The variable `sample_written` (sample; 0 or 1; `sciscore.fields.sample_shards` owns this
+  record) tells which samples are written: a batch's flags are set after its fields, so a killed job leaves its unfinished samples at 0 and `--resume` draws exactly
   those again. The job that writes the last missing sample sets `sciscore_status` to "complete";
   `sciscore merge out.zarr` checks the flags (and marks the store complete) and, with -o, writes
   the one CF NetCDF file of the run.
@@ -36,10 +36,9 @@ import xarray as xr
 from sciscore.errors import UserError
 from sciscore.fields.io import cf_global_attrs, check_writable
 from sciscore.fields.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN
-from sciscore.generate.shards import Shard
+from sciscore.fields.sample_shards import (SHARD_COUNT, WRITTEN_FLAG, Shard, describe_missing, shard_count,
+                                           unwritten_flags, written_flags)
 
-WRITTEN_FLAG = "sample_written"     # variable (sample): 1 where the sample's fields are on disk
-SHARD_COUNT = "sciscore_shards"     # global attribute: the number of shards the store was laid out for
 # the attributes that describe the store's progress, not the run (left out of a merged NetCDF file)
 STORE_ATTRS = (STATUS, WRITTEN, REQUESTED, REQUEST, FIRST, SHARD_COUNT)
 
@@ -106,7 +105,7 @@ class StoreHeader:
 
     @property
     def shard_count(self) -> int:
-        return int(self.attrs.get(SHARD_COUNT, 1))
+        return shard_count(self.attrs)
 
 
 @contextmanager
@@ -127,7 +126,7 @@ def read_store(path: str | os.PathLike) -> StoreHeader:
         with _ignoring_other_writers(), xr.open_zarr(path) as ds:
             attrs = dict(ds.attrs)
             generated = WRITTEN_FLAG in ds and STATUS in attrs and REQUEST in attrs
-            flags = np.asarray(ds[WRITTEN_FLAG].values) if generated else np.zeros(0)
+            flags = written_flags(ds) if generated else np.zeros(0, dtype=bool)
             variables = tuple(name for name in ds.data_vars if name != WRITTEN_FLAG)
             chunks = ds[variables[0]].encoding.get("chunks") if variables else None
     except Exception as error:  # zarr and its codecs raise many types for a store they cannot read
@@ -135,30 +134,7 @@ def read_store(path: str | os.PathLike) -> StoreHeader:
         raise UserError(f"{path} is not a readable zarr store ({detail}); give the store 'sciscore generate' wrote") from None
     if not generated:
         raise UserError(f"{path} was not written by 'sciscore generate'")
-    return StoreHeader(path, attrs, variables, flags == 1, int(chunks[0]) if chunks else 1)
-
-
-def describe_missing(flags: np.ndarray, count: int, where: str) -> str | None:
-    """None where every flag is set; else one line naming the missing samples and the shards (of
-    `count`) that hold them."""
-    flags = np.asarray(flags, dtype=bool)
-    n = flags.size
-    missing = np.flatnonzero(~flags)
-    if missing.size == 0:
-        return None
-    # runs of consecutive missing indices
-    breaks = np.flatnonzero(np.diff(missing) > 1)
-    starts = np.concatenate([[missing[0]], missing[breaks + 1]])
-    stops = np.concatenate([missing[breaks], [missing[-1]]]) + 1
-    runs = [f"{a}..{b - 1}" if b - a > 1 else f"{a}" for a, b in zip(starts[:3], stops[:3])]
-    more = ", ..." if starts.size > 3 else ""
-    shards = [Shard(i, count) for i in range(count)
-              if any(a < Shard(i, count).block(n)[1] and Shard(i, count).block(n)[0] < b
-                     for a, b in zip(starts, stops))]
-    which = "shard" if len(shards) == 1 else "shards"
-    return (f"{where} is incomplete: {missing.size} of {n} samples are missing (samples {', '.join(runs)}{more}; "
-            f"{which} {', '.join(map(str, shards))}); run {'that shard' if len(shards) == 1 else 'those shards'} "
-            f"again with --resume")
+    return StoreHeader(path, attrs, variables, flags, int(chunks[0]) if chunks else 1)
 
 
 def check_store(path: str | os.PathLike) -> StoreHeader:
@@ -192,9 +168,7 @@ def _template_store(template: xr.Dataset, n: int, chunk: int) -> tuple[xr.Datase
     coords = {name: coord.variable for name, coord in template.coords.items() if name != "sample"}
     ds = xr.Dataset(data, coords={**coords, "sample": ("sample", np.arange(n), template["sample"].attrs)})
     # the flags are written with the template (n bytes), so they read 0 whatever the zarr version's fill
-    ds[WRITTEN_FLAG] = ("sample", np.zeros(n, dtype=np.uint8),
-                        {"long_name": "sample written", "flag_values": np.array([0, 1], np.uint8),
-                         "flag_meanings": "missing written"})
+    ds[WRITTEN_FLAG] = unwritten_flags(n)
     encoding = {name: {"chunks": (chunk, *ds[name].shape[1:]), "_FillValue": np.nan} for name in template.data_vars}
     encoding[WRITTEN_FLAG] = {"chunks": (chunk,), "_FillValue": None}
     return ds, encoding

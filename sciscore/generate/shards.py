@@ -1,43 +1,22 @@
-"""Shards of one generation run: which global sample indices a job draws, and which job it is.
+"""Which shard of a generation run a job draws: `--shard I/N|auto`, the per-job output name, and
+the global attributes of a shard file.
 
-A run of `n` samples split into `count` shards gives shard `index` (0-based) the contiguous block
-`[index * n // count, (index + 1) * n // count)` of global sample indices. Sample i depends only on
-(seed, i) (one random stream per sample), so the shards together hold exactly the samples of the
-one-job run; `sciscore.generate.merge.merge_shards` joins their files into one.
-
-This module imports nothing heavy: `sciscore generate --help` reads it.
+The shards themselves (`Shard`: shard I of N holds the contiguous block of global sample indices
+`[I * n // N, (I + 1) * n // N)`) belong to the data layer, `sciscore.fields.sample_shards`, which
+also reads the completeness record of a store that the shards write together;
+`sciscore.generate.merge.merge_shards` joins shard files into one.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Mapping
 
 from sciscore.errors import UserError
+from sciscore.fields.sample_shards import Shard
 
 SHARD = "sciscore_shard"            # global attribute of a shard file: "I/N"
 TOTAL = "sciscore_samples_total"    # global attribute of a shard file: n of the whole run
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard `index` of `count` (0-based)."""
-
-    index: int
-    count: int
-
-    def __post_init__(self):
-        if not (isinstance(self.index, int) and isinstance(self.count, int)) or self.count < 1 \
-                or not 0 <= self.index < self.count:
-            raise UserError(f"--shard needs I/N with 0 <= I < N, got {self.index}/{self.count}")
-
-    def block(self, n: int) -> tuple[int, int]:
-        """The global sample indices [start, stop) of this shard in a run of `n` samples."""
-        return self.index * n // self.count, (self.index + 1) * n // self.count
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:

@@ -283,10 +283,10 @@ class SubVP(VP):
 @dataclass(frozen=True)
 class EDM(ForwardProcess):
     """sigma(t) = t, s(t) = 1, so dx = sqrt(2 t) dW and the time *is* the noise level.
-    sigma_data is the data std used by the preconditioning (``parametrizations.edm_preconditioning``);
-    rho is the default Karras grid exponent."""
+    rho is the default Karras grid exponent. The data std sigma_data of EDM's preconditioning is not
+    a property of the process: the network derives it from the training data
+    (``NetworkConfig.sigma_data``), and the preconditioning and the loss weight read it there."""
 
-    sigma_data: float = 0.5
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -441,6 +441,10 @@ def process_from_dict(d: dict) -> ForwardProcess:
     name = d.pop("name", None)
     if not isinstance(name, str) or name not in PROCESSES:
         raise UserError(f"unknown forward process name {name!r}; expected one of {sorted(PROCESSES)}")
+    if name == "edm" and "sigma_data" in d:
+        # (checkpoints written before it was removed: `sciscore.checkpoint.migrate` drops it)
+        raise UserError("forward process 'edm' has no parameter sigma_data: the network derives sigma_data "
+                        "from the training data (network.sigma_data); remove it from the process")
     try:
         return PROCESSES[name](**d)
     except TypeError as error:
