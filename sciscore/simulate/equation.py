@@ -112,12 +112,14 @@ class Equation:
         U, V = params.background_velocity
         explicit_condensation = not split_condensation
         spectral_source = self._spectral_source and not explicit_condensation
-        # û, v̂, ζ̂, ŝ in one buffer, zero outside the kept modes: one inverse FFT call for all four fields
-        spectral = self.buffer("spectral", (members, 4, *grid.shape_spectral), q.dtype, zeros=True)
-        spectral_kept = grid.kept_modes(spectral)
-        torch.mul(self.ik_velocity_kept, q[:, :1], out=spectral_kept[:, 0:2])
-        spectral_kept[:, 2:4] = q
-        physical = grid.irfft(spectral)
+        # û, v̂, ζ̂, ŝ in one column array, zero outside the kept modes: one inverse FFT for all four
+        # fields, which skips the columns kx > K (Grid.irfft_columns)
+        columns = self.buffer("columns", (members, 4, grid.kept_wavenumber + 1, n), q.dtype, zeros=True)
+        columns_kept = grid.kept_columns(columns)
+        torch.mul(self.ik_velocity_kept, q[:, :1], out=columns_kept[:, 0:2])
+        columns_kept[:, 2:4] = q
+        physical = grid.irfft_columns(columns, self.buffer("inverse", (members, 4, *grid.shape_spectral), q.dtype,
+                                                          zeros=True))
         u, v, fields = physical[:, 0:1], physical[:, 1:2], physical[:, 2:4]
         if U:
             u = u + U
