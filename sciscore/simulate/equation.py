@@ -99,7 +99,8 @@ class Equation:
         return buffer
 
     def _workspace(self, members: int, dtype: torch.dtype, spectral_source: bool) -> "_Workspace":
-        """The work arrays of `nonlinear_kept` and their views, kept between calls (one set per shape)."""
+        """The work arrays of `nonlinear_kept` and their views, kept between calls. One set at a time:
+        making a new set may reallocate the buffers that the old set's views point into."""
         key = (members, dtype, spectral_source)
         work = self._workspaces.get(key)
         if work is None:
@@ -113,7 +114,7 @@ class Equation:
                               inverse=self.buffer("inverse", (members, 4, *grid.shape_spectral), dtype, zeros=True),
                               products=products, advective_products=products[:, 0:4].unflatten(1, (2, 2)),
                               source=None if spectral_source else products[:, 4])
-            self._workspaces = {key: work}  # the previous set's arrays were replaced in _buffers too
+            self._workspaces = {key: work}
         return work
 
     def nonlinear(self, q_hat: torch.Tensor, split_condensation: bool) -> torch.Tensor:

@@ -130,8 +130,8 @@ class Grid:
         """`irfft` of a spectral array that is zero in the columns kx > K, given as its column array
         (..., K+1, n) (see `kept_columns`) -> (..., n, n) real.
 
-        A 2D inverse real FFT is n inverse complex FFTs over ky, one per column kx, then inverse
-        real FFTs over kx; the ky-transforms of the n//2 − K zero columns give zeros and are
+        A 2D inverse real FFT is n//2+1 inverse complex FFTs over ky, one per column kx, then n
+        inverse real FFTs over kx; the ky-transforms of the n//2 − K zero columns give zeros and are
         skipped (a third of that pass). `work` is a (..., n, n//2+1) complex array whose columns
         kx > K are zero; its first K+1 columns are overwritten. torch.fft.irfft2 on the CPU runs the
         same two 1D passes, so the result is bitwise that of `irfft` there.
