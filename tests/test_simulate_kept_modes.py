@@ -46,3 +46,23 @@ def test_a_step_keeps_the_removed_modes_zero_and_leaves_its_input_alone(condensa
     assert torch.equal(before, copy)
     assert problem.sol.abs().max() > 0
     assert torch.all(problem.sol[:, :, grid.dealias == 0] == 0)
+
+
+@pytest.mark.parametrize("n", [8, 10, 32, 66])
+def test_inverse_transform_of_kept_columns_equals_the_full_inverse(n):
+    # the column array holds the same modes as the kept-mode view, transposed; its inverse transform
+    # (which skips the zero columns kx > K) is the 2D inverse of the full, dealiased array
+    grid = Grid(n, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(n)
+    field = torch.randn(3, 2, *grid.shape_spectral, dtype=torch.complex128, generator=generator) * grid.dealias
+    field[..., 0].imag = 0  # a real field: kx = 0 and kx = n/2 columns Hermitian
+    field = grid.rfft(grid.irfft(field)) * grid.dealias  # Hermitian and dealiased
+    columns = torch.zeros(3, 2, grid.kept_wavenumber + 1, n, dtype=torch.complex128)
+    grid.kept_columns(columns).copy_(grid.kept_modes(field))
+    assert torch.equal(columns.transpose(-1, -2), field[..., : grid.kept_wavenumber + 1])
+    work = torch.zeros(3, 2, *grid.shape_spectral, dtype=torch.complex128)
+    inverse = grid.irfft_columns(columns, work)
+    torch.testing.assert_close(inverse, grid.irfft(field), rtol=0, atol=1e-12 * field.abs().max().item())
+    assert torch.equal(grid.irfft_columns(columns, work), inverse)  # work may be reused
+    with pytest.raises(ValueError):
+        grid.kept_columns(torch.zeros(3, n, grid.kept_wavenumber + 1))

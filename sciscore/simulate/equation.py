@@ -87,6 +87,7 @@ class Equation:
         self.gradient_source_kept = kept(self.gradient_source).contiguous()
         self.dealias_kept = kept(self.dealias_complex).contiguous()
         self._buffers = {}
+        self._workspaces = {}
 
     def buffer(self, name: str, shape: tuple, dtype: torch.dtype, zeros: bool = False) -> torch.Tensor:
         """A work array kept between calls (reallocated when the shape changes). With `zeros`, it is
@@ -96,6 +97,25 @@ class Equation:
             buffer = (torch.zeros if zeros else torch.empty)(shape, dtype=dtype, device=self.grid.device)
             self._buffers[name] = buffer
         return buffer
+
+    def _workspace(self, members: int, dtype: torch.dtype, spectral_source: bool) -> "_Workspace":
+        """The work arrays of `nonlinear_kept` and their views, kept between calls. One set at a time:
+        making a new set may reallocate the buffers that the old set's views point into."""
+        key = (members, dtype, spectral_source)
+        work = self._workspaces.get(key)
+        if work is None:
+            grid, n = self.grid, self.grid.n
+            columns = self.buffer("columns", (members, 4, grid.kept_wavenumber + 1, n), dtype, zeros=True)
+            products = self.buffer(f"products{int(spectral_source)}", (members, 4 + (not spectral_source), n, n),
+                                   self.grid.dtype)
+            columns_kept = grid.kept_columns(columns)
+            work = _Workspace(columns=columns, columns_velocity=columns_kept[:, 0:2],
+                              columns_fields=columns_kept[:, 2:4],
+                              inverse=self.buffer("inverse", (members, 4, *grid.shape_spectral), dtype, zeros=True),
+                              products=products, advective_products=products[:, 0:4].unflatten(1, (2, 2)),
+                              source=None if spectral_source else products[:, 4])
+            self._workspaces = {key: work}
+        return work
 
     def nonlinear(self, q_hat: torch.Tensor, split_condensation: bool) -> torch.Tensor:
         """N(q̂), (B, 2, n, n//2+1) complex, for a dealiased state q̂ of the same shape."""
@@ -108,29 +128,27 @@ class Equation:
         """N on the kept modes: q (B, 2, 2, K+1, K+1) as `Grid.kept_modes` lays them out -> the
         tendency in the same layout (every other mode of N is zero: the 2/3 rule)."""
         grid, params = self.grid, self.params
-        n, members = grid.n, q.shape[0]
         U, V = params.background_velocity
         explicit_condensation = not split_condensation
         spectral_source = self._spectral_source and not explicit_condensation
-        # û, v̂, ζ̂, ŝ in one buffer, zero outside the kept modes: one inverse FFT call for all four fields
-        spectral = self.buffer("spectral", (members, 4, *grid.shape_spectral), q.dtype, zeros=True)
-        spectral_kept = grid.kept_modes(spectral)
-        torch.mul(self.ik_velocity_kept, q[:, :1], out=spectral_kept[:, 0:2])
-        spectral_kept[:, 2:4] = q
-        physical = grid.irfft(spectral)
+        work = self._workspace(q.shape[0], q.dtype, spectral_source)
+        # û, v̂, ζ̂, ŝ in one column array, zero outside the kept modes: one inverse FFT for all four
+        # fields, which skips the columns kx > K (Grid.irfft_columns)
+        torch.mul(self.ik_velocity_kept, q[:, :1], out=work.columns_velocity)
+        work.columns_fields.copy_(q)
+        physical = grid.irfft_columns(work.columns, work.inverse)
         u, v, fields = physical[:, 0:1], physical[:, 1:2], physical[:, 2:4]
         if U:
             u = u + U
         if V:
             v = v + V
-        products = self.buffer(f"products{int(spectral_source)}", (members, 4 + (not spectral_source), n, n),
-                               physical.dtype)
+        products = work.products
         # (uζ, us, vζ, vs) in one broadcast product: velocity (B, 2, 1, n, n) × fields (B, 1, 2, n, n)
         velocity = physical[:, 0:2] if not (U or V) else torch.cat([u, v], dim=1)
-        torch.mul(velocity.unsqueeze(2), fields.unsqueeze(1), out=products[:, 0:4].unflatten(1, (2, 2)))
+        torch.mul(velocity.unsqueeze(2), fields.unsqueeze(1), out=work.advective_products)
         if not spectral_source:
             s = physical[:, 3]
-            source = products[:, 4]
+            source = work.source
             torch.mul(u[:, 0], self.Gx, out=source)
             source.addcmul_(v[:, 0], self.Gy).neg_()  # −u·G
             if explicit_condensation:
@@ -143,10 +161,25 @@ class Equation:
         if spectral_source:
             tendency[:, 1].addcmul_(self.gradient_source_kept, q[:, 0])
             if V:
-                tendency[:, 1, 0, 0, 0] -= params.gamma0 * V * n**2  # the mean, (ky, kx) = (0, 0)
+                tendency[:, 1, 0, 0, 0] -= params.gamma0 * V * grid.n**2  # the mean, (ky, kx) = (0, 0)
         else:
             tendency[:, 1].addcmul_(self.dealias_kept, products_hat[:, 4])
         return tendency
+
+
+@dataclass(eq=False)
+class _Workspace:
+    """Persistent arrays of one nonlinear evaluation: the column array (B, 4, K+1, n) of û, v̂, ζ̂, ŝ
+    with views of its kept modes, the inverse-FFT work array (B, 4, n, n//2+1) and the products
+    (B, 4 or 5, n, n) with the view (B, 2, 2, n, n) of (uζ, us, vζ, vs) and the source field."""
+
+    columns: torch.Tensor
+    columns_velocity: torch.Tensor
+    columns_fields: torch.Tensor
+    inverse: torch.Tensor
+    products: torch.Tensor
+    advective_products: torch.Tensor
+    source: torch.Tensor | None
 
 
 def condense(s: torch.Tensor, h: float, params: Params) -> torch.Tensor:

@@ -112,6 +112,34 @@ class Grid:
                                     (*field_hat.stride()[:-2], (n - K - 1) * row_stride, row_stride, column_stride),
                                     field_hat.storage_offset())
 
+    def kept_columns(self, columns: torch.Tensor) -> torch.Tensor:
+        """The (..., 2, K+1, K+1) view of `kept_modes` on a column array (..., K+1, n), [kx, ky].
+
+        A column array holds the columns kx = 0..K of a spectral array, transposed so that each
+        column (all n values of ky) is contiguous: the layout `irfft_columns` transforms.
+        """
+        K, n = self.kept_wavenumber, self.n
+        if tuple(columns.shape[-2:]) != (K + 1, n):
+            raise ValueError(f"expected a column array (..., {K + 1}, {n}), got {tuple(columns.shape)}")
+        column_stride, row_stride = columns.stride()[-2:]
+        return columns.as_strided((*columns.shape[:-2], 2, K + 1, K + 1),
+                                  (*columns.stride()[:-2], (n - K - 1) * row_stride, row_stride, column_stride),
+                                  columns.storage_offset())
+
+    def irfft_columns(self, columns: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+        """`irfft` of a spectral array that is zero in the columns kx > K, given as its column array
+        (..., K+1, n) (see `kept_columns`) -> (..., n, n) real.
+
+        A 2D inverse real FFT is n//2+1 inverse complex FFTs over ky, one per column kx, then n
+        inverse real FFTs over kx; the ky-transforms of the n//2 − K zero columns give zeros and are
+        skipped (a third of that pass). `work` is a (..., n, n//2+1) complex array whose columns
+        kx > K are zero; its first K+1 columns are overwritten. torch.fft.irfft2 on the CPU runs the
+        same two 1D passes, so the result is bitwise that of `irfft` there.
+        """
+        K = self.kept_wavenumber
+        work[..., : K + 1].copy_(torch.fft.ifft(columns, dim=-1).transpose(-1, -2))
+        return torch.fft.irfft(work, n=self.n, dim=-1)
+
     def domain_mean(self, weights_hat: torch.Tensor) -> torch.Tensor:
         """Σ over the full k-plane of a real spectral density given on the half plane, / n⁴.
 

@@ -112,9 +112,11 @@ def _condense(problem: Problem, q: torch.Tensor, h: float) -> None:
     """Apply the exact pointwise evaporation/condensation over time h to ŝ, in place on the kept
     modes q (members, 2, 2, K+1, K+1); the result is dealiased again."""
     grid, eqn = problem.grid, problem.eqn
-    s_hat = eqn.buffer("condense", (q.shape[0], *grid.shape_spectral), q.dtype, zeros=True)
-    grid.kept_modes(s_hat).copy_(q[:, 1])
-    s = condense(grid.irfft(s_hat), h, problem.params)
+    members = q.shape[0]
+    s_columns = eqn.buffer("condense columns", (members, grid.kept_wavenumber + 1, grid.n), q.dtype, zeros=True)
+    grid.kept_columns(s_columns).copy_(q[:, 1])
+    work = eqn.buffer("condense inverse", (members, *grid.shape_spectral), q.dtype, zeros=True)
+    s = condense(grid.irfft_columns(s_columns, work), h, problem.params)
     torch.mul(grid.kept_modes(grid.rfft(s)), eqn.dealias_kept, out=q[:, 1])
 
 
