@@ -201,8 +201,8 @@ def advance(problem: Problem, duration: float, cfl_interval: int = 50, progress=
         steps(problem, dt, nsteps)
         done = dt * nsteps
         remaining -= done
-        if progress is not None:
-            progress.update(done)
+        if progress is not None:  # summed dt can pass the bar's total by rounding: tqdm would warn
+            progress.update(min(done, progress.total - progress.n) if progress.total else done)
         if not torch.isfinite(problem.sol).all():
             raise UserError(f"the simulation blew up (NaN/inf) at t={problem.clock.t:.4g} with dt={dt:.3g}; "
                             "lower the CFL number (--cfl) or raise the hyperviscosity (--model-param nu=...)")
