@@ -290,6 +290,11 @@ def _assert_same_store(reference, path):
         for name in ("temperature", "vorticity", "sample"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
         assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+        # the provenance too, the number of score evaluations included; only the command lines (-o)
+        # and the layout (the number of shards) differ
+        differ = {key for key in set(a.attrs) | set(b.attrs) if a.attrs.get(key) != b.attrs.get(key)}
+        assert differ <= {"history", "sciscore_command", "sciscore_shards"}, differ
+        assert a.attrs["sciscore_nfe_per_sample"] == b.attrs["sciscore_nfe_per_sample"] == 2 * 3 + 1
 
 
 ZARR_RUN = ["generate", "-n", "40", "--batch-size", "1", "--solver", "ode-heun", "--steps", "3", "--seed", "5",
@@ -361,6 +366,8 @@ def test_two_shard_processes_write_one_store_at_once_equal_to_the_one_job_store(
         assert err == ""  # -q: not a warning from the other writer
     assert main([*argv, "-o", str(tmp_path / "one.zarr")]) == 0
     _assert_same_store(tmp_path / "one.zarr", store)
+    with xr.open_zarr(store) as shared:
+        assert shared.attrs["sciscore_shards"] == 2
     assert main(["merge", str(store), "-o", str(tmp_path / "all.nc"), "--quiet"]) == 0
     with xr.open_zarr(store) as a, xr.open_dataset(tmp_path / "all.nc") as b:
         for name in ("temperature", "vorticity", "sample"):
