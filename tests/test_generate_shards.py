@@ -12,7 +12,7 @@ from sciscore.cli import main
 from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model, merge_shards
 from sciscore.generate.shards import Shard, parse_shard
-from test_generate import FAST, interrupt_after, run_dir  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
+from test_generate import FAST, interrupt_after, run_dir, sciscore_process  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
 
 
 @pytest.fixture(scope="module")
@@ -268,20 +268,6 @@ def test_merge_refuses_a_file_that_simulate_wrote(tmp_path, capsys):
     assert not (tmp_path / "all.nc").exists()
 
 
-def _sciscore_process(argv: list) -> "subprocess.Popen":
-    """A real `python -m sciscore ARGV` with one torch thread, importing this checkout's sciscore."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return subprocess.Popen([sys.executable, "-m", "sciscore", *argv],
-                            env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _assert_same_store(reference, path):
     """The samples, flags and status of two stores of one run are equal, sample for sample, bit for bit."""
     with xr.open_zarr(reference) as a, xr.open_zarr(path) as b:
@@ -317,7 +303,7 @@ def test_a_sigkilled_store_is_refused_then_resumed_to_the_one_job_store(run_dir,
     argv = [*ZARR_RUN, "--model", str(run_dir)]
     reference, store = tmp_path / "reference.zarr", tmp_path / "killed.zarr"
     assert main([*argv, "-o", str(reference)]) == 0
-    process = _sciscore_process([*argv, "-o", str(store)])
+    process = sciscore_process([*argv, "-o", str(store)])
     # watch the batches land by the chunk files of one variable (batch 1: one chunk a batch); the
     # template leaves the data chunks unwritten, so each file is a batch's fields (zarr writes a
     # chunk to NAME.<uuid>.partial and renames it)
@@ -367,7 +353,7 @@ def test_two_shard_processes_write_one_store_at_once_equal_to_the_one_job_store(
     either may create the store, the other joins it; the store is the one-job run's."""
     argv = [*ZARR_RUN, "--model", str(run_dir)]
     store = tmp_path / "shared.zarr"
-    processes = [_sciscore_process([*argv, "--shard", shard, "-o", str(store)]) for shard in ("1/2", "0/2")]
+    processes = [sciscore_process([*argv, "--shard", shard, "-o", str(store)]) for shard in ("1/2", "0/2")]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-3000:]
