@@ -252,3 +252,106 @@ def test_condensation_rate_follows_the_condensation_timescale_attribute():
     result = compare(reference, reference.copy(deep=True), progress=False)
     positive = reference["s_700hPa"].clip(min=0).astype("float64").mean(("y", "x")) / 0.5
     np.testing.assert_allclose(result["s_700hPa_condensation_rate_reference"], positive, rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def generated_with_a_late_nan(tmp_path_factory):
+    """A file written by `sciscore generate` (the tiny model of test_generate) whose last sample
+    holds a NaN, and a reference on its grid."""
+    import netCDF4
+
+    from conftest import make_fields
+    from sciscore.train.trainer import train
+    from test_generate import TINY
+
+    tmp_path = tmp_path_factory.mktemp("late_nan")
+    run = tmp_path / "run"
+    train(TINY, run, dataset=make_fields(n=16, ny=8, nx=8))
+    samples = tmp_path / "generated.nc"
+    assert main(["generate", "--model", str(run), "-n", "12", "--solver", "ode-heun", "--steps", "2",
+                 "--device", "cpu", "-o", str(samples), "--quiet"]) == 0
+    with netCDF4.Dataset(samples, "a") as nc:
+        nc["vorticity"][11, 7, 7] = np.nan
+    reference = tmp_path / "reference.nc"
+    make_fields(n=16, ny=8, nx=8).to_netcdf(reference)
+    return reference, samples
+
+
+def test_cli_nan_in_the_last_sample_is_one_line_without_a_progress_bar(generated_with_a_late_nan, tmp_path,
+                                                                       capfd, monkeypatch):
+    """The NaN is found by the streaming pass, after its progress bar started (shown at once here):
+    in a log file or a pipe no bar is written, so stderr is the error line alone."""
+    from cli_helpers import refuse
+    from sciscore.diagnostics import _progress
+
+    monkeypatch.setattr(_progress, "BAR_DELAY_SECONDS", 0)
+    reference, samples = generated_with_a_late_nan
+    line = refuse("diagnose", ["--reference", str(reference), "--samples", str(samples), "--variable", "vorticity",
+                               "-o", str(tmp_path / "report")], capfd, watched=[tmp_path])
+    assert line == ("sciscore diagnose: error: variable 'vorticity' in the samples has 1 non-finite value(s) "
+                    "(NaN or inf); remove or fill those samples")
+
+
+def _terminal_screen(text: str) -> list:
+    """The lines a terminal shows after printing `text`: a carriage return moves to the line's
+    start and later characters overwrite earlier ones (a progress bar erases itself so)."""
+    lines, line, column = [], [], 0
+    for char in text:
+        if char == "\n":
+            lines.append("".join(line).rstrip())
+            line, column = [], 0
+        elif char == "\r":
+            column = 0
+        else:
+            line[column:column + 1] = [char]
+            column += 1
+    return lines + (["".join(line).rstrip()] if "".join(line).strip() else [])
+
+
+def test_on_a_terminal_the_bar_is_shown_then_erased_before_the_error(generated_with_a_late_nan, tmp_path,
+                                                                     monkeypatch):
+    import fcntl
+    import io
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+    import threading
+
+    from sciscore.diagnostics import _progress
+
+    monkeypatch.setattr(_progress, "BAR_DELAY_SECONDS", 0)
+    reference, samples = generated_with_a_late_nan
+    controller, terminal = pty.openpty()
+    # a terminal 24 lines by 120 columns (a new pty has 0 columns: tqdm would cut the bar to nothing)
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    received = []
+
+    def read():  # drain the terminal while the command runs (a full pty buffer would block it)
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal side is closed
+                return
+            if not data:
+                return
+            received.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stderr = io.TextIOWrapper(os.fdopen(terminal, "wb", buffering=0), write_through=True)
+    assert stderr.isatty()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    status = main(["diagnose", "--reference", str(reference), "--samples", str(samples), "--variable", "vorticity",
+                   "-o", str(tmp_path / "report")])
+    monkeypatch.undo()
+    stderr.close()
+    reader.join(timeout=10)
+    os.close(controller)
+    shown = b"".join(received).decode()
+    assert status == 2
+    assert "vorticity: moments and spectra" in shown  # the bar was drawn ...
+    assert _terminal_screen(shown) == [  # ... and erased: the error line is all the terminal shows
+        "sciscore diagnose: error: variable 'vorticity' in the samples has 1 non-finite value(s) (NaN or inf); "
+        "remove or fill those samples"]

@@ -117,6 +117,20 @@ def interrupt_after(monkeypatch, writer: str, batches: int) -> None:
     monkeypatch.setattr(model_module, writer, interrupting)
 
 
+def sciscore_process(argv: list):
+    """A real `python -m sciscore ARGV` (a `subprocess.Popen`, its output piped) with one torch
+    thread, importing this checkout's sciscore, outside any torchrun group."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.Popen([sys.executable, "-m", "sciscore", *argv],
+                            env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_interrupt_and_resume_gives_the_uninterrupted_samples(model, tmp_path, monkeypatch):
     full = generate_file(model, tmp_path / "full.nc", 7, seed=5, batch_size=2, **FAST)
     target = tmp_path / "part.nc"
@@ -146,18 +160,13 @@ def test_sigkill_at_a_random_point_then_resume_is_the_uninterrupted_file(run_dir
     batch; --resume finishes the file with exactly the uninterrupted samples."""
     import random
     import signal
-    import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     argv = ["generate", "--model", str(run_dir), "-n", "40", "--batch-size", "1", "--solver", "ode-heun",
             "--steps", "3", "--seed", "5", "--device", "cpu", "--threads", "1", "--quiet"]
     reference, path = tmp_path / "reference.nc", tmp_path / "killed.nc"
     assert main([*argv, "-o", str(reference)]) == 0
-    root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, "-m", "sciscore", *argv, "-o", str(path)],
-                               env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)})
+    process = sciscore_process([*argv, "-o", str(path)])
     # watch the batches land by the file's size (opening it would take HDF5's lock from the writer)
     draw = random.Random(13)
     batches, size, deadline = draw.randrange(2, 20), -1, time.monotonic() + 60
@@ -170,6 +179,7 @@ def test_sigkill_at_a_random_point_then_resume_is_the_uninterrupted_file(run_dir
     time.sleep(draw.uniform(0, 0.005))
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL
+    process.communicate()
     with xr.open_dataset(path) as partial:
         assert partial.attrs["sciscore_status"] == "incomplete" and partial.sizes["sample"] < 40
     assert main([*argv, "--resume", "-o", str(path)]) == 0

@@ -1,6 +1,7 @@
 """`sciscore generate --shard I/N` and `sciscore merge`: the merged shards equal the one-job run."""
 
 import json
+import re
 
 import netCDF4
 import numpy as np
@@ -12,7 +13,7 @@ from sciscore.errors import UserError
 from sciscore.generate import generate_file, load_model, merge_shards
 from sciscore.fields.sample_shards import Shard
 from sciscore.generate.shards import parse_shard
-from test_generate import FAST, interrupt_after, run_dir  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
+from test_generate import FAST, interrupt_after, run_dir, sciscore_process  # noqa: F401  (run_dir: the tiny trained checkpoint fixture)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +267,104 @@ def test_merge_refuses_a_file_that_simulate_wrote(tmp_path, capsys):
     assert main(["merge", str(path), "-o", str(tmp_path / "all.nc")]) == 2
     assert capsys.readouterr().err.strip().endswith("was not written by 'sciscore generate'; only its output files can be merged")
     assert not (tmp_path / "all.nc").exists()
+
+
+def _assert_same_store(reference, path):
+    """The samples, flags and status of two stores of one run are equal, sample for sample, bit for bit."""
+    with xr.open_zarr(reference) as a, xr.open_zarr(path) as b:
+        assert b.attrs["sciscore_status"] == "complete" and b.sizes["sample"] == a.sizes["sample"]
+        assert b["sample_written"].values.tolist() == [1] * a.sizes["sample"]
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert json.loads(a.attrs["sciscore_request"]) == json.loads(b.attrs["sciscore_request"])
+        # the provenance too, the number of score evaluations included; only the command lines (-o)
+        # and the layout (the number of shards) differ
+        differ = {key for key in set(a.attrs) | set(b.attrs) if a.attrs.get(key) != b.attrs.get(key)}
+        assert differ <= {"history", "sciscore_command", "sciscore_shards"}, differ
+        assert a.attrs["sciscore_nfe_per_sample"] == b.attrs["sciscore_nfe_per_sample"] == 2 * 3 + 1
+
+
+ZARR_RUN = ["generate", "-n", "40", "--batch-size", "1", "--solver", "ode-heun", "--steps", "3", "--seed", "5",
+            "--device", "cpu", "--threads", "1", "--quiet"]
+
+
+@pytest.mark.slow  # three more interpreters start (torch imports); a few seconds each on an idle machine
+def test_a_sigkilled_store_is_refused_then_resumed_to_the_one_job_store(run_dir, tmp_path, capsys):  # noqa: F811
+    """A real `python -m sciscore generate -o killed.zarr` killed (SIGKILL: no handler runs) at a
+    seeded random batch: merge and open name the missing samples; --resume finishes the store with
+    exactly the samples of an uninterrupted run."""
+    import random
+    import signal
+    import time
+
+    import zarr
+
+    from sciscore.fields import open_fields
+
+    argv = [*ZARR_RUN, "--model", str(run_dir)]
+    reference, store = tmp_path / "reference.zarr", tmp_path / "killed.zarr"
+    assert main([*argv, "-o", str(reference)]) == 0
+    process = sciscore_process([*argv, "-o", str(store)])
+    # watch the batches land by the chunk files of one variable (batch 1: one chunk a batch); the
+    # template leaves the data chunks unwritten, so each file is a batch's fields (zarr writes a
+    # chunk to NAME.<uuid>.partial and renames it)
+    draw = random.Random(29)
+    batches, deadline = draw.randrange(2, 20), time.monotonic() + 120
+    chunks = store / "vorticity"
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
+        if chunks.is_dir() and sum(not p.name.startswith(".") and p.suffix != ".partial" for p in chunks.iterdir()) >= batches:
+            break
+        time.sleep(0.001)
+    time.sleep(draw.uniform(0, 0.005))
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    process.communicate()
+    flags = zarr.open_group(str(store), mode="r")["sample_written"][:]
+    written = int(flags.sum())
+    assert batches - 1 <= written < 40 and flags[:written].all()  # a prefix: the batches in order
+    missing = f"{40 - written} of 40 samples are missing (samples {written}..39; shard 0/1)"
+    # (a) merge and open refuse the store, naming the samples a --resume must draw
+    assert main(["merge", str(store), "-o", str(tmp_path / "all.nc"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"killed.zarr is incomplete: {missing}" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "all.nc").exists()
+    with pytest.raises(UserError, match=re.escape(missing)):
+        open_fields(store)
+    with xr.open_zarr(store) as partial:
+        assert partial.attrs["sciscore_status"] == "incomplete"
+    # (b) --resume finishes it; (c) into the store of the uninterrupted run
+    assert main([*argv, "--resume", "-o", str(store)]) == 0
+    _assert_same_store(reference, store)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.zarr", "reference.zarr"]  # nothing hidden left
+    # a SIGKILL after the last sample's flags, before the store is marked complete: --resume marks it
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs["sciscore_status"] = "incomplete"
+    zarr.consolidate_metadata(str(store))
+    assert main([*argv, "--resume", "-o", str(store)]) == 0
+    _assert_same_store(reference, store)
+    assert main([*argv, "--resume", "-o", str(store)]) == 2
+    assert "is already complete (40 samples); nothing to resume" in capsys.readouterr().err
+    assert main(["merge", str(store), "--quiet"]) == 0
+
+
+@pytest.mark.slow  # two more interpreters start at once (torch imports)
+def test_two_shard_processes_write_one_store_at_once_equal_to_the_one_job_store(run_dir, tmp_path):  # noqa: F811
+    """`--shard 0/2` and `--shard 1/2` started together as separate processes on one -o OUT.zarr:
+    either may create the store, the other joins it; the store is the one-job run's."""
+    argv = [*ZARR_RUN, "--model", str(run_dir)]
+    store = tmp_path / "shared.zarr"
+    processes = [sciscore_process([*argv, "--shard", shard, "-o", str(store)]) for shard in ("1/2", "0/2")]
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        assert err == ""  # -q: not a warning from the other writer
+    assert main([*argv, "-o", str(tmp_path / "one.zarr")]) == 0
+    _assert_same_store(tmp_path / "one.zarr", store)
+    with xr.open_zarr(store) as shared:
+        assert shared.attrs["sciscore_shards"] == 2
+    assert main(["merge", str(store), "-o", str(tmp_path / "all.nc"), "--quiet"]) == 0
+    with xr.open_zarr(store) as a, xr.open_dataset(tmp_path / "all.nc") as b:
+        for name in ("temperature", "vorticity", "sample"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.nc", "one.zarr", "shared.zarr"]  # no temporary store

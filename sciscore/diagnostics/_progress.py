@@ -8,6 +8,10 @@ from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
 
+# seconds before the bar appears: a computation shorter than that shows no bar at all
+BAR_DELAY_SECONDS = 1.0
+
+
 class _TqdmCallback(Callback):
     def __init__(self, description: str):
         super().__init__()
@@ -16,8 +20,14 @@ class _TqdmCallback(Callback):
 
     def _start_state(self, dsk, state):
         total = sum(len(state[key]) for key in ("ready", "waiting", "running", "finished"))
-        # shown after a second: a bad file found in the first chunks gives its one error line alone
-        self._bar = tqdm(total=total, desc=self._description, unit="task", leave=False, delay=1)
+        # A transient bar, erased when the computation ends or fails. The data are validated as
+        # they stream through the pass (a NaN found in the last chunk raises at the end of it; a
+        # separate pass before would read everything twice), so a bad file's error line comes after
+        # the bar: it must leave nothing behind. tqdm's disable=None draws it only where it can be
+        # erased, on a terminal (and as a notebook widget); in a log file or a pipe the bar's text
+        # could not be taken back, and none is written.
+        self._bar = tqdm(total=total, desc=self._description, unit="task", leave=False, delay=BAR_DELAY_SECONDS,
+                         disable=None)
 
     def _posttask(self, key, result, dsk, state, worker_id):
         self._bar.update(1)
@@ -55,7 +65,8 @@ def _unflatten(results, layout) -> tuple:
 
 
 def compute(*objects, description: str = "diagnostics", progress: bool = True):
-    """`dask.compute(*objects)` on the local scheduler, with a tqdm bar unless `progress` is False."""
+    """`dask.compute(*objects)` on the local scheduler, with a transient tqdm bar on a terminal
+    unless `progress` is False."""
     flat, layout = _flatten(objects)
     if progress:
         with _TqdmCallback(description):

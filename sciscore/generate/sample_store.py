@@ -255,7 +255,12 @@ def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> Samp
     flags = header.flags[start:stop]
     written = int(np.argmin(flags)) if not flags.all() else flags.size
     if resume and written == flags.size:
-        raise UserError(f"shard {shard} of {path} is already complete ({flags.size} samples); nothing to resume")
+        if not header.flags.all() or header.attrs[STATUS] == "complete":
+            raise UserError(f"shard {shard} of {path} is already complete ({flags.size} samples); nothing to resume")
+        # every sample is written, but the job that wrote the last was killed before it marked the
+        # store complete: finishing the run is marking it (the number of score evaluations per
+        # sample, known to that job only, stays unrecorded)
+        _mark_complete(path, {})
     if not resume and flags.any():
         raise UserError(f"shard {shard} of {path} already holds {int(flags.sum())} of its {flags.size} samples; "
                         f"pass --resume to finish it")
