@@ -118,6 +118,12 @@ def snapshot_coefficients(step_weights: np.ndarray, snapshot_steps) -> np.ndarra
 def posthoc_ema(run_dir, profile, step: int | None = None) -> dict[str, torch.Tensor]:
     """The EMA weights of `profile` (`TrainerProfile` or `PowerProfile`) after `step` optimizer steps
     (default: the last snapshot), formed from the run's snapshots up to that step."""
+    return _average(run_dir, profile, step)[0]
+
+
+def _average(run_dir, profile, step: int | None):
+    """(averaged state dict, the step it is at, snapshots used, the raw weights at that step),
+    each snapshot read once."""
     run_dir = Path(run_dir)
     snapshots = ckpt.list_snapshots(run_dir)
     if not snapshots:
@@ -131,16 +137,19 @@ def posthoc_ema(run_dir, profile, step: int | None = None) -> dict[str, torch.Te
     used = [(s, path) for s, path in snapshots if s <= end]
     coefficients = snapshot_coefficients(profile.weights(end), [s for s, _ in used])
     total: dict[str, torch.Tensor] = {}
-    for c, (_, path) in zip(coefficients, used):
-        if c == 0:
+    last: dict[str, torch.Tensor] = {}
+    for index, (c, (_, path)) in enumerate(zip(coefficients, used)):
+        if c == 0 and index < len(used) - 1:
             continue
-        for name, tensor in ckpt.read_snapshot(path).items():
-            if tensor.is_floating_point():
-                total[name] = total.get(name, 0) + float(c) * tensor.to(torch.float64)
-            else:
+        tensors = ckpt.read_snapshot(path)
+        for name, tensor in tensors.items():
+            if not tensor.is_floating_point():
                 total[name] = tensor  # integer buffers are copied, as the trainer's EMA does
-    reference = ckpt.read_snapshot(used[-1][1])
-    return {name: total[name].to(reference[name].dtype) if name in total else reference[name] for name in reference}
+            elif c != 0:
+                total[name] = total.get(name, 0) + float(c) * tensor.to(torch.float64)
+        last = tensors
+    averaged = {name: total[name].to(last[name].dtype) if name in total else last[name] for name in last}
+    return averaged, end, len(used), last
 
 
 def write_posthoc_checkpoint(run_dir, output, profile, step: int | None = None) -> Path:
@@ -152,13 +161,10 @@ def write_posthoc_checkpoint(run_dir, output, profile, step: int | None = None) 
     from sciscore.nn.network import ScoreNetwork
 
     record = ckpt.read_checkpoint(run_dir)
-    snapshots = dict(ckpt.list_snapshots(run_dir))
-    averaged = posthoc_ema(run_dir, profile, step)
-    end = max(snapshots) if step is None else step
+    averaged, end, count, last = _average(run_dir, profile, step)
     raw, ema = ScoreNetwork(record.network, record.process), ScoreNetwork(record.network, record.process)
-    raw.load_state_dict(ckpt.read_snapshot(snapshots[end]))
+    raw.load_state_dict(last)
     ema.load_state_dict(averaged)
     record = replace(record, step=end, optimizer_steps=end, monitor=None,
-                     ema={**profile.describe(), "optimizer_steps": end, "snapshots": sum(s <= end for s in snapshots),
-                          "source": str(run_dir)})
+                     ema={**profile.describe(), "optimizer_steps": end, "snapshots": count, "source": str(run_dir)})
     return ckpt.save_checkpoint(output, raw, ema, record)
