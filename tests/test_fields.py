@@ -392,3 +392,35 @@ def test_pseudoscalars_come_from_the_parity_attribute_with_names_as_the_fallback
     assert data.sign_on_reflection.tolist() == [1.0, -1.0]
     with pytest.raises(UserError, match="data.pseudoscalars names 'omega'"):
         load_training_data(DataConfig(variables=["temperature"], pseudoscalars=["omega"]), dataset=ds)
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
+    """SIGKILL skips every clean-up, so the hidden ``.part`` file (or zarr directory) of a killed
+    writer stays; the next write of the same path removes it — but never a live process's or
+    another host's."""
+    import signal
+    import socket
+
+    from sciscore.fields.io import temporary_directory_name, temporary_file
+
+    target = tmp_path / "out.nc"
+    script = ("import sys, time; from pathlib import Path; from sciscore.fields.io import temporary_file, "
+              "temporary_directory_name\n"
+              f"f = temporary_file(Path({str(target)!r})); d = temporary_directory_name(Path({str(target)!r}))\n"
+              "d.mkdir(); (d / 'chunk').write_bytes(b'x' * 1000); Path(f).write_bytes(b'y' * 1000)\n"
+              "print(f, d, flush=True); time.sleep(60)")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    killed_file, killed_dir = process.stdout.readline().split()
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process.stdout.close()
+    assert os.path.isfile(killed_file) and os.path.isdir(killed_dir)
+    live = temporary_file(target)                                   # this process: alive
+    foreign = tmp_path / f".out.nc.not-{socket.gethostname()}.1.abc.part"  # another host's writer
+    foreign.write_bytes(b"z")
+    write_fields(make_fields(n=2), target)
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert hidden == sorted([os.path.basename(live), foreign.name])
+    assert not os.path.exists(killed_file) and not os.path.exists(killed_dir)
+    assert xr.open_dataset(target).sizes["sample"] == 2
+    assert temporary_directory_name(target).name.startswith(f".out.nc.{socket.gethostname()}.{os.getpid()}.")

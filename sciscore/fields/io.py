@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import socket
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -262,12 +265,50 @@ def _umask() -> int:
     return mask
 
 
+def _temporary_prefix(path: Path) -> str:
+    """The name prefix of this process's temporaries for `path`: hidden, with the host and the PID
+    so that a later run can tell the leftovers of a killed process from a live writer's files."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries for `path` (``.NAME.HOST.PID.*.part``, files or directories) left by
+    processes of this host that no longer run (a SIGKILL or a node failure skips every clean-up).
+    Another host's temporaries, and a live process's, are left alone. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    host = socket.gethostname()
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*.part"):
+        parts = candidate.name[len(prefix):].rsplit(".", 3)  # host (may hold dots), pid, random, "part"
+        if len(parts) != 4 or parts[0] != host or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
 def temporary_file(path: Path) -> str:
     """A new empty file next to `path` (hidden, ``.part``) to be renamed onto `path` when complete,
     with the permissions of an ordinary new file (0666 less the umask, e.g. 0644), not mkstemp's 0600,
-    so that the group can read the result on a shared cluster."""
+    so that the group can read the result on a shared cluster. Leftovers of killed writers of `path`
+    are removed first (`remove_stale_temporaries`)."""
+    remove_stale_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".part", dir=path.parent)
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror}; choose another output path") from None
     try:
@@ -275,6 +316,13 @@ def temporary_file(path: Path) -> str:
     finally:
         os.close(fd)
     return tmp
+
+
+def temporary_directory_name(path: Path) -> Path:
+    """A fresh name next to `path` (hidden, ``.part``) for a directory to be renamed onto `path` when
+    complete (a zarr store); leftovers of killed writers of `path` are removed first."""
+    remove_stale_temporaries(path)
+    return path.with_name(f"{_temporary_prefix(path)}{uuid.uuid4().hex}.part")
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from sciscore.errors import UserError
-from sciscore.fields.io import cf_global_attrs, check_writable
+from sciscore.fields.io import cf_global_attrs, check_writable, temporary_directory_name
 from sciscore.fields.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN
 from sciscore.fields.sample_shards import (SHARD_COUNT, WRITTEN_FLAG, Shard, describe_missing, shard_count,
                                            unwritten_flags, written_flags)
@@ -177,7 +176,7 @@ def _template_store(template: xr.Dataset, n: int, chunk: int) -> tuple[xr.Datase
 def _create(path: Path, ds: xr.Dataset, encoding: dict) -> bool:
     """Write the template under a hidden name and rename it to `path`; False where another job
     got there first (the rename of a directory onto an existing store fails, atomically)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    tmp = temporary_directory_name(path)
     try:
         tmp.mkdir()  # honours the umask, unlike mkdtemp
         ds.to_zarr(tmp, mode="w", compute=False, encoding=encoding, consolidated=True, **_zarr_format())
