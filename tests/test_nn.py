@@ -39,6 +39,27 @@ def test_level_blocks_add_residual_blocks_at_every_finer_level():
     assert NetworkConfig.from_dict(deep.config.to_dict()).level_blocks == 2
 
 
+def test_attention_blocks_start_as_the_identity_and_round_trip():
+    """attention_blocks = A: A self-attention blocks at the bottleneck, their output projection
+    zero-initialized, so a network with them computes exactly what the same weights without them
+    compute until training moves the projection; A = 0 leaves config.json as it was."""
+    from sciscore.errors import UserError
+
+    plain, attended = make(in_channels=2, num_residual=2), make(in_channels=2, num_residual=2, attention_blocks=2)
+    assert plain.unet.attention is None and "attention_blocks" not in plain.config.to_dict()
+    assert len(attended.unet.attention) == 2 and NetworkConfig.from_dict(attended.config.to_dict()).attention_blocks == 2
+    missing, unexpected = attended.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("unet.attention.") for name in missing)
+    x, t = torch.randn(3, 2, 16, 16), torch.rand(3)
+    with torch.no_grad():
+        assert torch.equal(attended(x, t), plain(x, t))
+        for block in attended.unet.attention:
+            torch.nn.init.normal_(block.proj.weight, std=0.1)
+        assert (attended(x, t) - plain(x, t)).abs().max() > 1e-3
+    with pytest.raises(UserError, match=r"attention_blocks must be in \[0, num_residual = 1\], got 2"):
+        NetworkConfig(**{**SMALL, "attention_blocks": 2})
+
+
 def test_shape_not_divisible_is_refused():
     net = make()
     with pytest.raises(ValueError, match="divisible by 8"):
@@ -101,13 +122,15 @@ def test_coupled_bypass_couples_mean_and_fluctuation():
     assert b["fluctuation"].mean(dim=(-2, -1)).abs().max() < 1e-6  # roles kept
 
 
-@pytest.mark.parametrize("level_blocks", [0, 2])
-def test_circular_padding_is_shift_equivariant(level_blocks):
+@pytest.mark.parametrize("level_blocks, attention_blocks", [(0, 0), (2, 0), (0, 1)])
+def test_circular_padding_is_shift_equivariant(level_blocks, attention_blocks):
     """With periodic convolutions, a shift by a multiple of the total stride (8) commutes with
     the network; with zero padding it does not (the edges are seen)."""
     x, t = torch.randn(2, 1, 32, 32), torch.rand(2)
     for padding, equivariant in (("circular", True), ("zero", False)):
-        net = make(padding=padding, level_blocks=level_blocks)
+        net = make(padding=padding, level_blocks=level_blocks, attention_blocks=attention_blocks)
+        for block in net.unet.attention or ():  # leave the identity it starts as
+            torch.nn.init.normal_(block.proj.weight, std=0.1)
         rolled = net(torch.roll(x, (8, -16), (-2, -1)), t)
         expected = torch.roll(net(x, t), (8, -16), (-2, -1))
         error = (rolled - expected).abs().max()

@@ -45,7 +45,7 @@ OPTION_KEYS = [
     ("sample_dim", "data", "sample_dim"), ("spatial_dims", "data", "spatial_dims"),
     ("validation_fraction", "data", "validation_fraction"), ("normalization", "data", "normalization"),
     ("channels", "network", "channels"), ("num_residual", "network", "num_residual"),
-    ("level_blocks", "network", "level_blocks"),
+    ("level_blocks", "network", "level_blocks"), ("attention_blocks", "network", "attention_blocks"),
     ("dropout", "network", "dropout"), ("padding", "network", "padding"), ("mean_bypass", "network", "mean_bypass"),
     ("preconditioning", "network", "preconditioning"),
     ("process", "process", "name"), ("sigma_min", "process", "sigma_min"), ("sigma_max", "process", "sigma_max"),
@@ -96,6 +96,9 @@ def register(subparsers):
     net.add_argument("--num-residual", type=NON_NEGATIVE, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
     net.add_argument("--level-blocks", type=NON_NEGATIVE, metavar="N",
                      help="residual blocks at every finer level, encoder and decoder (default 0) [network] level_blocks")
+    net.add_argument("--attention-blocks", type=NON_NEGATIVE, metavar="N",
+                     help="self-attention blocks at the bottleneck, after the first N residual blocks (default 0) "
+                          "[network] attention_blocks")
     net.add_argument("--dropout", type=number(0, 1, high_open=True), metavar="P", help="dropout (default 0) [network] dropout")
     net.add_argument("--padding", choices=("zero", "circular"), help="[network] padding (default zero)")
     net.add_argument("--mean-bypass", choices=("none", "independent", "coupled"),

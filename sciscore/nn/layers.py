@@ -1,4 +1,4 @@
-"""Small building blocks of the U-Net: padded convolutions, group norms, the residual block."""
+"""Small building blocks of the U-Net: padded convolutions, group norms, the residual and the self-attention block."""
 
 from __future__ import annotations
 
@@ -50,3 +50,29 @@ class ResidualBlock(nn.Module):
         h = h + F.silu(self.dense(emb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return h + x
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over all H x W positions (the DDPM U-Net's middle block; Ho et al. 2020,
+    appendix B): h = x + proj(softmax(q k^T / sqrt(d)) v), with q, k, v 1x1 convolutions of GN(x),
+    `heads` heads of channels / heads features, and the output projection zero-initialized (the block
+    starts as the identity). Without positional encodings it commutes with every permutation of the
+    positions, so with any padding it commutes with periodic shifts: it gives each position the
+    whole field's state, which 3x3 convolutions reach only through the U-Net's coarsest level."""
+
+    def __init__(self, channels: int, heads: int = 1):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention heads ({heads}) must divide the channels ({channels})")
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        attended = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c / heads)
+        return x + self.proj(attended.transpose(-1, -2).reshape(b, c, h, w))

@@ -68,6 +68,7 @@ class NetworkConfig:
     channels: tuple = (32, 64, 128, 256)       # U-Net widths; len - 1 stride-2 downsamplings
     num_residual: int = 8                      # residual blocks at the bottleneck
     level_blocks: int = 0                      # residual blocks at each finer level, encoder and decoder
+    attention_blocks: int = 0                  # self-attention blocks at the bottleneck (<= num_residual)
     embed_dim: int = 256                       # Fourier embedding size
     fourier_scale: float = 30.0                # std of the fixed Fourier frequencies
     dropout: float = 0.0                       # dropout in the residual blocks
@@ -92,6 +93,8 @@ class NetworkConfig:
             (len(self.channels) >= 2 and min(self.channels) >= 1, f"channels needs >= 2 positive widths, got {list(self.channels)}"),
             (self.num_residual >= 0, f"num_residual must be >= 0, got {self.num_residual}"),
             (self.level_blocks >= 0, f"level_blocks must be >= 0, got {self.level_blocks}"),
+            (0 <= self.attention_blocks <= self.num_residual,
+             f"attention_blocks must be in [0, num_residual = {self.num_residual}], got {self.attention_blocks}"),
             (self.embed_dim >= 2 and self.embed_dim % 2 == 0, f"embed_dim must be even, got {self.embed_dim}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.padding in PADDINGS, f"padding must be one of {list(PADDINGS)}, got {self.padding!r}"),
@@ -116,8 +119,9 @@ class NetworkConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
-        if not self.level_blocks:  # written only when used: such checkpoints also load in older sciscore
-            del d["level_blocks"]
+        for name in ("level_blocks", "attention_blocks"):
+            if not d[name]:  # written only when used: such checkpoints also load in older sciscore
+                del d[name]
         return d
 
     @classmethod
@@ -220,7 +224,7 @@ class ScoreNetwork(nn.Module):
         self.embedding = GaussianFourierEmbedding(c.embed_dim, c.fourier_scale, c.seed)
         self.embed_dense = nn.Linear(c.embed_dim, c.embed_dim)
         self.unet = UNet(c.in_channels + c.context_channels, c.in_channels, c.channels, c.num_residual,
-                         c.embed_dim, c.dropout, c.padding, c.level_blocks)
+                         c.embed_dim, c.dropout, c.padding, c.level_blocks, c.attention_blocks)
         coupled = c.mean_bypass == "coupled"
         self.bypass = None
         self.mean_embedding = None

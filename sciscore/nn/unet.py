@@ -11,6 +11,9 @@ the encoder (before its skip is taken) and in the decoder (after its upsampling 
 DDPM/NCSN++ U-Nets (Ho et al. 2020, appendix B; Song et al. 2021, appendix H). Without them
 (B = 0, the NCSN U-Net above) the finest level has only the lifting conv and the last decoder
 conv, and the scales near its Nyquist wavenumber come from the coarser level's nearest upsampling.
+
+With `attention_blocks` = A > 0, a self-attention block (`AttentionBlock`) follows each of the first
+A bottleneck residual blocks (DDPM's middle: residual, attention, residual).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from sciscore.nn.layers import ResidualBlock, conv3x3, group_norm
+from sciscore.nn.layers import AttentionBlock, ResidualBlock, conv3x3, group_norm
 
 
 class UNet(nn.Module):
@@ -33,11 +36,13 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, channels: Sequence[int] = (32, 64, 128, 256),
                  num_residual: int = 8, embed_dim: int = 256, dropout: float = 0.0, padding: str = "zero",
-                 level_blocks: int = 0):
+                 level_blocks: int = 0, attention_blocks: int = 0):
         super().__init__()
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"the U-Net needs at least two channel widths, got {channels}")
+        if attention_blocks > num_residual:
+            raise ValueError(f"attention_blocks ({attention_blocks}) must be <= num_residual ({num_residual})")
         self.channels = channels
         self.levels = len(channels) - 1
         # Encoder
@@ -52,6 +57,8 @@ class UNet(nn.Module):
         # Bottleneck
         self.blocks = nn.ModuleList(ResidualBlock(channels[-1], embed_dim, dropout, padding)
                                     for _ in range(num_residual))
+        self.attention = nn.ModuleList(AttentionBlock(channels[-1]) for _ in range(attention_blocks)) \
+            if attention_blocks else None
         # Decoder: stage i maps level i to level i-1 (i = L-1 ... 1)
         self.mid_norm = group_norm(channels[-1])
         self.up = nn.ModuleList()
@@ -89,8 +96,10 @@ class UNet(nn.Module):
             if i < self.levels:
                 h = self._blocks(self.enc_blocks, i, F.silu(self.enc_norm[i](h)), emb)
                 skips.append(h)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             h = block(h, emb)
+            if self.attention is not None and index < len(self.attention):
+                h = self.attention[index](h)
         bottleneck = h
         h = F.silu(self.mid_norm(h))
         for stage, i in enumerate(range(self.levels, 0, -1)):
