@@ -130,21 +130,25 @@ def test_train_leaves_the_global_random_state_and_threads_alone(tmp_path):
 
 
 def test_old_checkpoints_edm_sigma_data_is_dropped_and_changes_no_output(tmp_path):
-    """Checkpoints written while the EDM process carried sigma_data (the shipped default model's
-    config.json holds "sigma_data": 0.5 in "process") load as before: the key is dropped on read,
-    and whatever its value the network's output is the same to the bit (the preconditioning reads
-    network.sigma_data, which training derived from the data)."""
+    """Checkpoints written while the EDM process carried sigma_data (as the default models shipped
+    before 2026-11-28 did: "sigma_data": 0.5 in "process") load as before: the key is dropped on
+    read, and whatever its value the network's output is the same to the bit (the preconditioning
+    reads network.sigma_data, which training derived from the data)."""
     source = default_model_path()
     raw = json.loads((source / CONFIG).read_text())
-    assert raw["process"] == {"name": "edm", "sigma_data": 0.5, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
-    record = read_checkpoint(source)
-    assert record.process == EDM(sigma_min=0.002, sigma_max=80.0, rho=7.0)
-    assert "sigma_data" not in record.process.to_dict() and record.network.sigma_data == raw["network"]["sigma_data"]
-    other = tmp_path / "other"
-    shutil.copytree(source, other)
-    (other / CONFIG).write_text(json.dumps({**raw, "process": {**raw["process"], "sigma_data": 0.7}}))
+    assert raw["process"] == {"name": "edm", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}  # written today
+    outputs = []
+    for value in (0.5, 0.7):
+        old = tmp_path / f"sigma_data_{value}"
+        shutil.copytree(source, old)
+        (old / CONFIG).write_text(json.dumps({**raw, "process": {**raw["process"], "sigma_data": value}}))
+        record = read_checkpoint(old)
+        assert record.process == EDM(sigma_min=0.002, sigma_max=80.0, rho=7.0)
+        assert "sigma_data" not in record.process.to_dict() and record.network.sigma_data == raw["network"]["sigma_data"]
     x = torch.randn(2, *load_model(source, device="cpu").shape, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0.05, 3.0])
     with torch.no_grad():
-        outputs = [load_model(path, device="cpu").network(x, t) for path in (source, other)]
-    assert torch.equal(outputs[0], outputs[1]) and torch.isfinite(outputs[0]).all()
+        outputs = [load_model(path, device="cpu").network(x, t)
+                   for path in (source, tmp_path / "sigma_data_0.5", tmp_path / "sigma_data_0.7")]
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+    assert torch.isfinite(outputs[0]).all()
