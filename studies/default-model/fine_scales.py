@@ -34,14 +34,18 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from sciscore.diagnostics import power_spectrum  # noqa: E402
+from sciscore.diagnostics.distances import max_spectral_ratio as factor_from_log_ratio  # noqa: E402
+from sciscore.diagnostics.distances import spectral_log10_ratio  # noqa: E402
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 
-def field_spectra(path: str, variable: str) -> np.ndarray:
-    """(fields, shells) shell-summed spectra of `variable` in the NetCDF file `path`."""
+def field_spectra(path: str, variable: str) -> tuple[np.ndarray, int]:
+    """(fields, shells) shell-summed spectra of `variable` in the NetCDF file `path`, and the
+    smaller side N of its grid."""
     with xr.open_dataset(path) as ds:
-        return power_spectrum(ds[variable].load()).values
+        field = ds[variable].load()
+    return power_spectrum(field).values, min(field.shape[-2:])
 
 
 def band_power(spectra: np.ndarray, band: tuple[int, int]) -> np.ndarray:
@@ -49,10 +53,11 @@ def band_power(spectra: np.ndarray, band: tuple[int, int]) -> np.ndarray:
     return spectra[:, band[0]:band[1] + 1].sum(axis=1)
 
 
-def max_spectral_ratio(reference: np.ndarray, generated: np.ndarray, k_max: int) -> float:
-    """Check (c)'s figure from per-field spectra: max over 1 <= k <= k_max of max(r, 1/r)."""
-    ratio = generated[:, 1:k_max + 1].mean(axis=0) / reference[:, 1:k_max + 1].mean(axis=0)
-    return float(np.max(np.maximum(ratio, 1.0 / ratio)))
+def max_spectral_ratio(reference: np.ndarray, generated: np.ndarray, k_max: float) -> float:
+    """Check (c)'s figure from per-field spectra (as `sciscore.diagnostics.compare` forms it from
+    the mean spectra): max over 1 <= k <= k_max of max(r, 1/r)."""
+    log_ratio = spectral_log10_ratio(reference.mean(axis=0), generated.mean(axis=0))
+    return factor_from_log_ratio(log_ratio, np.arange(len(log_ratio)), k_max)
 
 
 def bootstrap_ratio(reference: np.ndarray, generated: np.ndarray, k_max: int, repeats: int,
@@ -95,10 +100,11 @@ def main() -> None:
     figure, axes = plt.subplots(2, len(args.variables), figsize=(5 * len(args.variables), 8), squeeze=False)
     rows = []
     for column, variable in enumerate(args.variables):
-        reference, generated = field_spectra(args.reference, variable), field_spectra(args.samples, variable)
-        k_max = min(reference.shape[1], generated.shape[1]) - 1
-        n = int(round(np.sqrt(2) * k_max))  # shells run to the corner, ~N/sqrt(2)
-        k_check = n // 4
+        reference, n = field_spectra(args.reference, variable)
+        generated, n_generated = field_spectra(args.samples, variable)
+        if n_generated != n:
+            raise SystemExit(f"{args.samples} is on a {n_generated}-point grid, {args.reference} on {n}: give one grid")
+        k_check = n / 4
         sets = {}
         for name, spectra in (("reference", reference), ("generated", generated)):
             sets[name] = describe(band_power(spectra, args.band), band_power(spectra, args.large))
