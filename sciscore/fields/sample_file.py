@@ -145,6 +145,11 @@ def read_header(path: str | os.PathLike) -> SampleHeader:
     return SampleHeader(path, attrs, names, chunk)
 
 
+def differing_settings(original: dict, request: dict) -> list[str]:
+    """The keys whose values differ between two runs' recorded requests (sorted)."""
+    return sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
+
+
 def resume_sample_file(path: str | os.PathLike, request: dict, command: str = "generate") -> SampleFile:
     """Reopen an incomplete sample file of `sciscore <command>` for `--resume`; the request must
     match the original."""
@@ -160,7 +165,7 @@ def resume_sample_file(path: str | os.PathLike, request: dict, command: str = "g
         raise UserError(f"{path} is already complete ({header.attrs[REQUESTED]} samples); nothing to resume")
     original = header.request
     if original != json.loads(json.dumps(request, sort_keys=True)):
-        changed = sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
+        changed = differing_settings(original, request)
         raise UserError(
             f"cannot resume {path}: it was started with different settings ({', '.join(changed)}); "
             f"repeat the original command with --resume, or start a new file"

@@ -21,7 +21,7 @@ import xarray as xr
 from sciscore.errors import UserError
 from sciscore.fields.io import written_by
 from sciscore.fields.sample_file import (FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, append_samples,
-                                         create_sample_file, read_header)
+                                         create_sample_file, differing_settings, read_header)
 from sciscore.generate.shards import SHARD, TOTAL
 
 # attributes that describe one shard, not the merged run
@@ -74,8 +74,7 @@ def check_shards(shards: Sequence[ShardFile]) -> int:
     reference = shards[0]
     for shard in shards[1:]:
         if shard.request != reference.request:
-            changed = sorted(k for k in set(shard.request) | set(reference.request)
-                             if shard.request.get(k) != reference.request.get(k))
+            changed = differing_settings(reference.request, shard.request)
             raise UserError(f"{shard.path} belongs to another run than {reference.path} "
                             f"(different {', '.join(changed)}); merge only the shards of one run")
     for shard in shards:

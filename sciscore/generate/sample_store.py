@@ -34,7 +34,7 @@ import xarray as xr
 
 from sciscore.errors import UserError
 from sciscore.fields.io import cf_global_attrs, check_writable, temporary_directory_name
-from sciscore.fields.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN
+from sciscore.fields.sample_file import FIRST, REQUEST, REQUESTED, STATUS, WRITTEN, differing_settings
 from sciscore.fields.sample_shards import (SHARD_COUNT, WRITTEN_FLAG, Shard, describe_missing, shard_count,
                                            unwritten_flags, written_flags)
 
@@ -244,7 +244,7 @@ def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> Samp
     header = read_store(path)
     original = header.request
     if original != json.loads(json.dumps(request, sort_keys=True)):
-        changed = sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
+        changed = differing_settings(original, request)
         raise UserError(f"{path} holds another run (different {', '.join(changed)}); repeat that run's command, "
                         f"or write to another -o")
     if shard.count != header.shard_count:  # another split would write samples twice and share chunks
