@@ -337,12 +337,16 @@ def test_a_sigkilled_store_is_refused_then_resumed_to_the_one_job_store(run_dir,
     assert main([*argv, "--resume", "-o", str(store)]) == 0
     _assert_same_store(reference, store)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.zarr", "reference.zarr"]  # nothing hidden left
-    # a SIGKILL after the last sample's flags, before the store is marked complete: --resume marks it
-    group = zarr.open_group(str(store), mode="r+")
-    group.attrs["sciscore_status"] = "incomplete"
-    zarr.consolidate_metadata(str(store))
-    assert main([*argv, "--resume", "-o", str(store)]) == 0
-    _assert_same_store(reference, store)
+    # a SIGKILL after the last sample's flags, before the store is marked complete (so neither the
+    # status nor the killed job's attributes reached the group): --resume marks it, with the score
+    # evaluations per sample that the jobs kept on the flags; so does merge
+    for finish in ([*argv, "--resume", "-o", str(store)], ["merge", str(store), "--quiet"]):
+        group = zarr.open_group(str(store), mode="r+")
+        group.attrs["sciscore_status"] = "incomplete"
+        del group.attrs["sciscore_nfe_per_sample"]
+        zarr.consolidate_metadata(str(store))
+        assert main(finish) == 0
+        _assert_same_store(reference, store)
     assert main([*argv, "--resume", "-o", str(store)]) == 2
     assert "is already complete (40 samples); nothing to resume" in capsys.readouterr().err
     assert main(["merge", str(store), "--quiet"]) == 0

@@ -148,12 +148,28 @@ def check_store(path: str | os.PathLike) -> StoreHeader:
     return header
 
 
-def _mark_complete(path: Path, attrs: dict) -> None:
+def _keep_for_completion(path: Path, attrs: dict) -> None:
+    """Keep a job's run attributes (the score evaluations per sample) on the flags array, where
+    whichever job marks the store complete finds them, even after the job that drew the last
+    samples was killed before it could. Every job writes the same values, so writers never race
+    on content; the array's own metadata is read, not the consolidated copy."""
     import zarr
 
     with _ignoring_other_writers():
+        flags = zarr.open_array(str(path / WRITTEN_FLAG), mode="r+")
+        if any(flags.attrs.get(key) != value for key, value in attrs.items()):
+            flags.attrs.update(attrs)
+
+
+def _mark_complete(path: Path, attrs: dict) -> None:
+    """Set the store's status to complete, with `attrs` and those the jobs kept for completion."""
+    import zarr
+
+    with _ignoring_other_writers():
+        kept = dict(zarr.open_array(str(path / WRITTEN_FLAG), mode="r").attrs)
+        kept = {key: value for key, value in kept.items() if key.startswith("sciscore_")}
         group = zarr.open_group(str(path), mode="r+")
-        group.attrs.update({**attrs, STATUS: "complete", WRITTEN: int(group[WRITTEN_FLAG].shape[0])})
+        group.attrs.update({**kept, **attrs, STATUS: "complete", WRITTEN: int(group[WRITTEN_FLAG].shape[0])})
         zarr.consolidate_metadata(str(path))
 
 
@@ -257,8 +273,7 @@ def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> Samp
         if not header.flags.all() or header.attrs[STATUS] == "complete":
             raise UserError(f"shard {shard} of {path} is already complete ({flags.size} samples); nothing to resume")
         # every sample is written, but the job that wrote the last was killed before it marked the
-        # store complete: finishing the run is marking it (the number of score evaluations per
-        # sample, known to that job only, stays unrecorded)
+        # store complete: finishing the run is marking it (with the attributes the jobs kept)
         _mark_complete(path, {})
     if not resume and flags.any():
         raise UserError(f"shard {shard} of {path} already holds {int(flags.sum())} of its {flags.size} samples; "
@@ -283,6 +298,8 @@ def append_store_samples(store: SampleStore, fields: dict[str, np.ndarray], attr
     data.to_zarr(store.path, region=region, consolidated=False)
     xr.Dataset({WRITTEN_FLAG: ("sample", np.ones(b, np.uint8))}).to_zarr(store.path, region=region, consolidated=False)
     store.written += b
+    if attrs:
+        _keep_for_completion(store.path, attrs)
     if store.complete:
         header = read_store(store.path)
         if header.flags.all():
