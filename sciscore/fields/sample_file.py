@@ -146,7 +146,9 @@ def read_header(path: str | os.PathLike) -> SampleHeader:
 
 
 def differing_settings(original: dict, request: dict) -> list[str]:
-    """The keys whose values differ between two runs' recorded requests (sorted)."""
+    """The keys (sorted) whose values differ between a recorded request and `request`, compared
+    as recorded (through JSON, so a tuple equals the list it was saved as); empty where they match."""
+    request = json.loads(json.dumps(request, sort_keys=True))
     return sorted(k for k in set(original) | set(request) if original.get(k) != request.get(k))
 
 
@@ -163,9 +165,8 @@ def resume_sample_file(path: str | os.PathLike, request: dict, command: str = "g
         raise UserError(f"cannot resume: {path} was not written by 'sciscore {command}'")
     if header.attrs[STATUS] == "complete":
         raise UserError(f"{path} is already complete ({header.attrs[REQUESTED]} samples); nothing to resume")
-    original = header.request
-    if original != json.loads(json.dumps(request, sort_keys=True)):
-        changed = differing_settings(original, request)
+    changed = differing_settings(header.request, request)
+    if changed:
         raise UserError(
             f"cannot resume {path}: it was started with different settings ({', '.join(changed)}); "
             f"repeat the original command with --resume, or start a new file"

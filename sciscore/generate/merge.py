@@ -73,8 +73,8 @@ def check_shards(shards: Sequence[ShardFile]) -> int:
         raise UserError("no shard files given")
     reference = shards[0]
     for shard in shards[1:]:
-        if shard.request != reference.request:
-            changed = differing_settings(reference.request, shard.request)
+        changed = differing_settings(reference.request, shard.request)
+        if changed:
             raise UserError(f"{shard.path} belongs to another run than {reference.path} "
                             f"(different {', '.join(changed)}); merge only the shards of one run")
     for shard in shards:

@@ -258,9 +258,8 @@ def shard_complete(path: Path, shard: Shard) -> bool:
 
 def _join(path: Path, shard: Shard, n: int, request: dict, resume: bool) -> SampleStore:
     header = read_store(path)
-    original = header.request
-    if original != json.loads(json.dumps(request, sort_keys=True)):
-        changed = differing_settings(original, request)
+    changed = differing_settings(header.request, request)
+    if changed:
         raise UserError(f"{path} holds another run (different {', '.join(changed)}); repeat that run's command, "
                         f"or write to another -o")
     if shard.count != header.shard_count:  # another split would write samples twice and share chunks
