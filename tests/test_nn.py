@@ -60,6 +60,33 @@ def test_attention_blocks_start_as_the_identity_and_round_trip():
         NetworkConfig(**{**SMALL, "attention_blocks": 2})
 
 
+def test_attention_levels_follow_each_level_block_and_start_as_the_identity():
+    """attention_levels = [1]: one self-attention block after each level block at level 1 (half
+    resolution), in the encoder and the decoder, with that level's width; zero-initialized
+    projections, so the network computes what the same weights without them compute; an empty list
+    leaves config.json as it was; levels outside the U-Net or without level blocks are refused."""
+    from sciscore.errors import UserError
+
+    plain, attended = make(in_channels=2, level_blocks=2), make(in_channels=2, level_blocks=2, attention_levels=[1])
+    assert "attention_levels" not in plain.config.to_dict() and not plain.unet.enc_attention
+    assert [b.qkv.in_channels for b in attended.unet.enc_attention["1"]] == [16, 16]
+    assert [b.qkv.in_channels for b in attended.unet.dec_attention["1"]] == [16, 16]  # decoder stage 1 = level 1
+    assert NetworkConfig.from_dict(attended.config.to_dict()).attention_levels == [1]
+    missing, unexpected = attended.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and len(missing) == 4 * 6 and all("_attention." in name for name in missing)
+    x, t = torch.randn(3, 2, 16, 16), torch.rand(3)
+    with torch.no_grad():
+        assert torch.equal(attended(x, t), plain(x, t))
+        for name, p in attended.named_parameters():
+            if "_attention." in name and name.endswith("proj.weight"):
+                torch.nn.init.normal_(p, std=0.1)
+        assert (attended(x, t) - plain(x, t)).abs().max() > 1e-3
+    with pytest.raises(UserError, match=r"attention_levels must list levels in \[0, 2\]"):
+        NetworkConfig(**{**SMALL, "level_blocks": 1, "attention_levels": [3]})
+    with pytest.raises(UserError, match="attention_levels needs level_blocks >= 1"):
+        NetworkConfig(**{**SMALL, "attention_levels": [1]})
+
+
 def test_shape_not_divisible_is_refused():
     net = make()
     with pytest.raises(ValueError, match="divisible by 8"):
@@ -122,15 +149,17 @@ def test_coupled_bypass_couples_mean_and_fluctuation():
     assert b["fluctuation"].mean(dim=(-2, -1)).abs().max() < 1e-6  # roles kept
 
 
-@pytest.mark.parametrize("level_blocks, attention_blocks", [(0, 0), (2, 0), (0, 1)])
-def test_circular_padding_is_shift_equivariant(level_blocks, attention_blocks):
+@pytest.mark.parametrize("level_blocks, attention_blocks, attention_levels", [(0, 0, []), (2, 0, []), (0, 1, []), (1, 0, [0, 2])])
+def test_circular_padding_is_shift_equivariant(level_blocks, attention_blocks, attention_levels):
     """With periodic convolutions, a shift by a multiple of the total stride (8) commutes with
     the network; with zero padding it does not (the edges are seen)."""
     x, t = torch.randn(2, 1, 32, 32), torch.rand(2)
     for padding, equivariant in (("circular", True), ("zero", False)):
-        net = make(padding=padding, level_blocks=level_blocks, attention_blocks=attention_blocks)
-        for block in net.unet.attention or ():  # leave the identity it starts as
-            torch.nn.init.normal_(block.proj.weight, std=0.1)
+        net = make(padding=padding, level_blocks=level_blocks, attention_blocks=attention_blocks,
+                   attention_levels=attention_levels)
+        for name, p in net.named_parameters():  # leave the identity the attention blocks start as
+            if "attention" in name and name.endswith("proj.weight"):
+                torch.nn.init.normal_(p, std=0.1)
         rolled = net(torch.roll(x, (8, -16), (-2, -1)), t)
         expected = torch.roll(net(x, t), (8, -16), (-2, -1))
         error = (rolled - expected).abs().max()

@@ -15,12 +15,14 @@ from sciscore.validation import NON_NEGATIVE, POSITIVE, SEED, number
 log = logging.getLogger(__name__)
 
 
-def _widths(text: str) -> list:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 32,64,128,256, got {text!r}") from None
-    return values
+def _integers(example: str):
+    """An argparse type: comma-separated integers (`example` shows the form in the error)."""
+    def parse(text: str) -> list:
+        try:
+            return [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers like {example}, got {text!r}") from None
+    return parse
 
 
 def _sigma_max(text: str):
@@ -46,6 +48,7 @@ OPTION_KEYS = [
     ("validation_fraction", "data", "validation_fraction"), ("normalization", "data", "normalization"),
     ("channels", "network", "channels"), ("num_residual", "network", "num_residual"),
     ("level_blocks", "network", "level_blocks"), ("attention_blocks", "network", "attention_blocks"),
+    ("attention_levels", "network", "attention_levels"),
     ("dropout", "network", "dropout"), ("padding", "network", "padding"), ("mean_bypass", "network", "mean_bypass"),
     ("preconditioning", "network", "preconditioning"),
     ("process", "process", "name"), ("sigma_min", "process", "sigma_min"), ("sigma_max", "process", "sigma_max"),
@@ -92,13 +95,16 @@ def register(subparsers):
     io.add_argument("--resume", action="store_true", help="continue the checkpoint in RUN_DIR (bit-exact on CPU)")
     add_overwrite(io)
     net = parser.add_argument_group("network")
-    net.add_argument("--channels", type=_widths, metavar="LIST", help="U-Net widths (default 32,64,128,256) [network] channels")
+    net.add_argument("--channels", type=_integers("32,64,128,256"), metavar="LIST", help="U-Net widths (default 32,64,128,256) [network] channels")
     net.add_argument("--num-residual", type=NON_NEGATIVE, metavar="N", help="bottleneck residual blocks (default 8) [network] num_residual")
     net.add_argument("--level-blocks", type=NON_NEGATIVE, metavar="N",
                      help="residual blocks at every finer level, encoder and decoder (default 0) [network] level_blocks")
     net.add_argument("--attention-blocks", type=NON_NEGATIVE, metavar="N",
                      help="self-attention blocks at the bottleneck, after the first N residual blocks (default 0) "
                           "[network] attention_blocks")
+    net.add_argument("--attention-levels", type=_integers("2 or 1,2"), metavar="LIST",
+                     help="U-Net levels (0: full resolution, 1: half, ...) with a self-attention block after each "
+                          "level block, e.g. 2 for 16x16 on a 64x64 grid (default none) [network] attention_levels")
     net.add_argument("--dropout", type=number(0, 1, high_open=True), metavar="P", help="dropout (default 0) [network] dropout")
     net.add_argument("--padding", choices=("zero", "circular"), help="[network] padding (default zero)")
     net.add_argument("--mean-bypass", choices=("none", "independent", "coupled"),

@@ -40,7 +40,7 @@ mean(sigma * score) = -(m - c) / sigma, and samples keep the mean c.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -69,6 +69,8 @@ class NetworkConfig:
     num_residual: int = 8                      # residual blocks at the bottleneck
     level_blocks: int = 0                      # residual blocks at each finer level, encoder and decoder
     attention_blocks: int = 0                  # self-attention blocks at the bottleneck (<= num_residual)
+    attention_levels: list = field(default_factory=list)  # levels above the bottleneck (0: full resolution) with
+                                               # a self-attention block after each level block
     embed_dim: int = 256                       # Fourier embedding size
     fourier_scale: float = 30.0                # std of the fixed Fourier frequencies
     dropout: float = 0.0                       # dropout in the residual blocks
@@ -95,6 +97,12 @@ class NetworkConfig:
             (self.level_blocks >= 0, f"level_blocks must be >= 0, got {self.level_blocks}"),
             (0 <= self.attention_blocks <= self.num_residual,
              f"attention_blocks must be in [0, num_residual = {self.num_residual}], got {self.attention_blocks}"),
+            (all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(self.channels) - 1
+                 for v in self.attention_levels),
+             f"attention_levels must list levels in [0, {len(self.channels) - 2}] (0: full resolution), "
+             f"got {self.attention_levels!r}"),
+            (self.level_blocks >= 1 or not self.attention_levels,
+             "attention_levels needs level_blocks >= 1 (an attention block follows each level block)"),
             (self.embed_dim >= 2 and self.embed_dim % 2 == 0, f"embed_dim must be even, got {self.embed_dim}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.padding in PADDINGS, f"padding must be one of {list(PADDINGS)}, got {self.padding!r}"),
@@ -119,7 +127,8 @@ class NetworkConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
-        for name in ("level_blocks", "attention_blocks"):
+        d["attention_levels"] = sorted(set(self.attention_levels))
+        for name in ("level_blocks", "attention_blocks", "attention_levels"):
             if not d[name]:  # written only when used: such checkpoints also load in older sciscore
                 del d[name]
         return d
@@ -224,7 +233,7 @@ class ScoreNetwork(nn.Module):
         self.embedding = GaussianFourierEmbedding(c.embed_dim, c.fourier_scale, c.seed)
         self.embed_dense = nn.Linear(c.embed_dim, c.embed_dim)
         self.unet = UNet(c.in_channels + c.context_channels, c.in_channels, c.channels, c.num_residual,
-                         c.embed_dim, c.dropout, c.padding, c.level_blocks, c.attention_blocks)
+                         c.embed_dim, c.dropout, c.padding, c.level_blocks, c.attention_blocks, c.attention_levels)
         coupled = c.mean_bypass == "coupled"
         self.bypass = None
         self.mean_embedding = None

@@ -13,7 +13,10 @@ DDPM/NCSN++ U-Nets (Ho et al. 2020, appendix B; Song et al. 2021, appendix H). W
 conv, and the scales near its Nyquist wavenumber come from the coarser level's nearest upsampling.
 
 With `attention_blocks` = A > 0, a self-attention block (`AttentionBlock`) follows each of the first
-A bottleneck residual blocks (DDPM's middle: residual, attention, residual).
+A bottleneck residual blocks (DDPM's middle: residual, attention, residual). With
+`attention_levels`, a self-attention block also follows every level block at each listed level
+(0: the full resolution, 1: half of it, ...; DDPM's attention at the 16 x 16 resolution, Ho et
+al. 2020, appendix B), in the encoder and the decoder.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, channels: Sequence[int] = (32, 64, 128, 256),
                  num_residual: int = 8, embed_dim: int = 256, dropout: float = 0.0, padding: str = "zero",
-                 level_blocks: int = 0, attention_blocks: int = 0):
+                 level_blocks: int = 0, attention_blocks: int = 0, attention_levels: Sequence[int] = ()):
         super().__init__()
         channels = list(channels)
         if len(channels) < 2:
@@ -45,6 +48,10 @@ class UNet(nn.Module):
             raise ValueError(f"attention_blocks ({attention_blocks}) must be <= num_residual ({num_residual})")
         self.channels = channels
         self.levels = len(channels) - 1
+        attention_levels = sorted(set(attention_levels))
+        if attention_levels and (not level_blocks or attention_levels[0] < 0 or attention_levels[-1] >= self.levels):
+            raise ValueError(f"attention_levels {attention_levels} need level_blocks >= 1 and levels in "
+                             f"[0, {self.levels - 1}]")
         # Encoder
         self.lift = conv3x3(in_channels, channels[0], padding=padding)
         self.down = nn.ModuleList(conv3x3(channels[i - 1], channels[i], stride=2, padding=padding)
@@ -72,12 +79,22 @@ class UNet(nn.Module):
         self.dec_blocks = nn.ModuleList(
             nn.ModuleList(ResidualBlock(channels[i - 1], embed_dim, dropout, padding) for _ in range(level_blocks))
             for i in range(self.levels, 0, -1)) if level_blocks else None
+        # level attention, keyed by level (encoder) and decoder stage; one block after each level block
+        self.enc_attention = nn.ModuleDict({str(level): nn.ModuleList(AttentionBlock(channels[level])
+                                                                      for _ in range(level_blocks))
+                                            for level in attention_levels})
+        self.dec_attention = nn.ModuleDict({str(self.levels - 1 - level): nn.ModuleList(AttentionBlock(channels[level])
+                                                                                        for _ in range(level_blocks))
+                                            for level in attention_levels})
         self.project = conv3x3(2 * channels[0], out_channels, padding=padding)
 
     @staticmethod
-    def _blocks(blocks, index: int, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        for block in blocks[index] if blocks is not None else ():
+    def _blocks(blocks, attention, index: int, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        attend = attention[str(index)] if str(index) in attention else None
+        for j, block in enumerate(blocks[index] if blocks is not None else ()):
             h = block(h, emb)
+            if attend is not None:
+                h = attend[j](h)
         return h
 
     @property
@@ -89,12 +106,12 @@ class UNet(nn.Module):
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(f"H and W must be divisible by {factor}, got {tuple(x.shape[-2:])}")
         lifted = self.lift(x)
-        h = self._blocks(self.enc_blocks, 0, F.silu(self.enc_norm[0](lifted + self.enc_dense[0](emb)[:, :, None, None])), emb)
+        h = self._blocks(self.enc_blocks, self.enc_attention, 0, F.silu(self.enc_norm[0](lifted + self.enc_dense[0](emb)[:, :, None, None])), emb)
         skips = [h]
         for i, conv in enumerate(self.down, start=1):
             h = conv(h) + self.enc_dense[i](emb)[:, :, None, None]
             if i < self.levels:
-                h = self._blocks(self.enc_blocks, i, F.silu(self.enc_norm[i](h)), emb)
+                h = self._blocks(self.enc_blocks, self.enc_attention, i, F.silu(self.enc_norm[i](h)), emb)
                 skips.append(h)
         for index, block in enumerate(self.blocks):
             h = block(h, emb)
@@ -107,7 +124,7 @@ class UNet(nn.Module):
                 h = torch.cat([h, skips[i]], dim=1)
             h = self.up[stage](F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = F.silu(self.dec_norm[stage](h + self.dec_dense[stage](emb)[:, :, None, None]))
-            h = self._blocks(self.dec_blocks, stage, h, emb)
+            h = self._blocks(self.dec_blocks, self.dec_attention, stage, h, emb)
         out = self.project(torch.cat([h, skips[0]], dim=1))
         if not pooled:
             return out, None
