@@ -289,6 +289,35 @@ def test_trajectory_and_xarray():
     assert ds["vorticity_trajectory"].shape == (5, 3, 4, 4) and ds.attrs["solver"] == "srk"
 
 
+def test_start_from_data_noised_to_t_start_sdedit():
+    """start = x0: sample i begins at s(t_start)(x0_i + sigma(t_start) z_i), z_i the first draw of its
+    stream (the same draw that otherwise gives the prior sample). With the data's own fields as x0,
+    the state is a draw of the true marginal at t_start, so the exact score carries it back to the
+    data distribution: the two-mode mixture's moments at t_min, from sigma = 2 (ode-heun) and from
+    sigma = 5 (euler, the torchsde path). Batch-size invariant like any sample."""
+    process = EDM(sigma_max=40.0)
+    oracle = mixture_oracle(process, SHAPE)
+    g = torch.Generator().manual_seed(5)
+    component = torch.multinomial(oracle.weights, N_SAMPLES, replacement=True, generator=g)
+    x0 = (oracle.means[component] + oracle.variances[component].sqrt()
+          * torch.randn((N_SAMPLES, *SHAPE), generator=g, dtype=torch.float64)).float()
+    for solver, sigma_start, steps in (("ode-heun", 2.0, 30), ("euler", 5.0, 200)):
+        problem = SamplingProblem(oracle, process, SHAPE, tspan=(sigma_start, process.t_min), start=x0)
+        solution = solve(problem, solver=solver, steps=steps, n=N_SAMPLES, seed=3, save_at=[sigma_start])
+        z = SampleStreams(3, range(N_SAMPLES)).normal(SHAPE)
+        torch.testing.assert_close(solution.trajectory[:, 0], x0 + sigma_start * z)
+        assert_moments_match(solution.x, oracle, process.t_min)
+        assert (solution.x - x0).abs().mean() > 0.1  # a fresh sample, not the start returned
+    split = [solve(SamplingProblem(oracle, process, SHAPE, tspan=(5.0, process.t_min), start=x0[i:i + 1]),
+                   solver="euler", steps=20, n=1, seed=3, start_index=i).x for i in range(3)]
+    problem7 = SamplingProblem(oracle, process, SHAPE, tspan=(5.0, process.t_min), start=x0[:7])
+    torch.testing.assert_close(solve(problem7, solver="euler", steps=20, n=7, seed=3).x[:3], torch.cat(split))
+    with pytest.raises(UserError, match="start has 7 fields for n = 5"):
+        solve(problem7, solver="euler", steps=5, n=5)
+    with pytest.raises(UserError, match=r"start must be clean fields of shape \(1, 4, 4\)"):
+        SamplingProblem(oracle, process, SHAPE, start=torch.zeros(3, 2, 4, 4))
+
+
 def test_bad_arguments_are_user_errors():
     process = VE()
     problem = SamplingProblem(gaussian_oracle(process, SHAPE), process, SHAPE)

@@ -30,6 +30,10 @@ class SamplingProblem:
     context : None, (K, H, W) shared by all samples, or (n, K, H, W) one per sample
     parametrization : 'score', 'sigma_score', 'eps', 'x0' or 'v' (default as above)
     guidance_scale, guidance_rescale : classifier-free guidance w and Lin et al.'s phi
+    start : None (samples start from the prior), or clean fields x0, (C, H, W) shared by all samples
+        or (n, C, H, W) one per sample: sample i starts at x = s(t_start) (x0_i + sigma(t_start) z_i)
+        with z_i the first draw of its own stream (SDEdit, Meng et al. 2022, sec. 3.2), so with
+        the data's fields as x0 it starts from the true marginal at t_start
     """
 
     score_or_model: Callable
@@ -40,6 +44,7 @@ class SamplingProblem:
     parametrization: str | None = None
     guidance_scale: float = 1.0
     guidance_rescale: float = 0.0
+    start: torch.Tensor | None = None
 
     def __post_init__(self):
         self.shape = tuple(int(v) for v in self.shape)
@@ -60,6 +65,15 @@ class SamplingProblem:
             if self.context.ndim not in (3, 4) or self.context.shape[-2:] != self.shape[-2:]:
                 raise UserError(f"context must be (K, {self.shape[1]}, {self.shape[2]}) or "
                                 f"(n, K, {self.shape[1]}, {self.shape[2]}), got {tuple(self.context.shape)}")
+        if self.start is not None:
+            self.start = torch.as_tensor(self.start)
+            if self.start.ndim not in (3, 4) or tuple(self.start.shape[-3:]) != self.shape:
+                raise UserError(f"start must be clean fields of shape {self.shape} or (n, *{self.shape}), "
+                                f"got {tuple(self.start.shape)}")
+            sigma = float(self.process.sigma(torch.tensor(t_start, dtype=torch.float64)))
+            if not math.isfinite(sigma) or not torch.isfinite(self.start).all():
+                raise UserError("start needs finite fields and a finite sigma at t_start "
+                                f"(sigma = {sigma}); choose tspan with t_start below the process's t_max")
 
 
 @dataclass
@@ -145,6 +159,8 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
         raise UserError(f"steps must be >= 1, got {steps}")
     rho = getattr(process, "rho", 7.0) if rho is None else float(rho)
     t_start, t_end = problem.tspan
+    if problem.start is not None and problem.start.ndim == 4 and problem.start.shape[0] != n:
+        raise UserError(f"start has {problem.start.shape[0]} fields for n = {n} samples")
     if not entry.starts_at_zero_snr and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
         raise UserError(f"solver {solver!r} cannot start at t = {t_start}: the process has zero terminal SNR "
                         "there (infinite drift); use solver 'ode-heun' or 'edm' (their first step is a "
@@ -167,7 +183,14 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
     for start in range(0, n, batch_size):
         indices = range(start, min(n, start + batch_size))
         streams = SampleStreams(seed, [start_index + i for i in indices], device)
-        x = process.prior_std() * streams.normal(problem.shape, dtype=dtype)   # first draw of each stream
+        x = streams.normal(problem.shape, dtype=dtype)   # first draw of each stream
+        if problem.start is None:
+            x = process.prior_std() * x
+        else:  # SDEdit: the clean fields noised to t_start with the same draw
+            x0 = problem.start.to(device=device, dtype=dtype)
+            x0 = x0[list(indices)] if x0.ndim == 4 else x0.expand(len(indices), *x0.shape)
+            t0 = torch.tensor(t_start, dtype=torch.float64)
+            x = float(process.scale(t0)) * (x0 + float(process.sigma(t0)) * x)
         context = problem.context
         if context is not None:
             context = context.to(device=device, dtype=dtype)
