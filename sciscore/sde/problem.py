@@ -117,6 +117,13 @@ class Solution:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def _batch_rows(tensor: torch.Tensor, indices: range, device, dtype) -> torch.Tensor:
+    """The rows of a per-sample tensor (n, ...) for the samples `indices`, or a shared one (...)
+    repeated for each of them, on `device` in `dtype`."""
+    tensor = tensor.to(device=device, dtype=dtype)
+    return tensor[list(indices)] if tensor.ndim == 4 else tensor.expand(len(indices), *tensor.shape)
+
+
 def _default_device(model) -> torch.device:
     if isinstance(model, torch.nn.Module):
         for parameter in model.parameters():
@@ -180,6 +187,9 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
     sample = entry.bind()
     samples, trajectories, nfe, info = [], [], 0, {}
     bar = tqdm(total=n, disable=not progress, desc=f"sampling ({solver})", unit="sample")
+    if problem.start is not None:
+        t0 = torch.tensor(t_start, dtype=torch.float64)
+        start_scale, start_sigma = float(process.scale(t0)), float(process.sigma(t0))
     for start in range(0, n, batch_size):
         indices = range(start, min(n, start + batch_size))
         streams = SampleStreams(seed, [start_index + i for i in indices], device)
@@ -187,14 +197,10 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
         if problem.start is None:
             x = process.prior_std() * x
         else:  # SDEdit: the clean fields noised to t_start with the same draw
-            x0 = problem.start.to(device=device, dtype=dtype)
-            x0 = x0[list(indices)] if x0.ndim == 4 else x0.expand(len(indices), *x0.shape)
-            t0 = torch.tensor(t_start, dtype=torch.float64)
-            x = float(process.scale(t0)) * (x0 + float(process.sigma(t0)) * x)
+            x = start_scale * (_batch_rows(problem.start, indices, device, dtype) + start_sigma * x)
         context = problem.context
         if context is not None:
-            context = context.to(device=device, dtype=dtype)
-            context = context[list(indices)] if context.ndim == 4 else context.expand(len(indices), *context.shape)
+            context = _batch_rows(context, indices, device, dtype)
         model = ScoreModel(problem.score_or_model, process, problem.parametrization, context,
                            problem.guidance_scale, problem.guidance_rescale)
         with torch.no_grad():
