@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from sciscore.allocator import keep_freed_memory
     from sciscore.provenance import command_line
 
+    keep_freed_memory()  # a process setting: the command line makes it, the library does not
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(message)s",

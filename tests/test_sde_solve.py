@@ -205,6 +205,36 @@ def test_score_evaluations_per_step(solver, per_step):
         assert (b.info["drift_calls"] - a.info["drift_calls"]) / 20 == 3
 
 
+@pytest.mark.parametrize("process, kind", [(VE(sigma_min=0.01, sigma_max=100.0), "uniform"), (EDM(), "karras"),
+                                           (VP(), "uniform"), (VP(), "karras")])
+def test_precomputed_coefficients_equal_the_step_by_step_ones_and_serve_every_euler_step(process, kind, monkeypatch):
+    from sciscore.sde.samplers import _step_starts
+    from sciscore.sde.time_grids import TimeMap
+
+    time_map = TimeMap(process, process.t_max, process.t_min, kind)
+    y = torch.zeros(3, 16)
+    filled, on_demand = (DiagonalReverseSDE(lambda x, t: -x, process, SHAPE, time_map) for _ in range(2))
+    u0, u1 = time_map.u_span
+    starts = _step_starts(u0, u1, (u1 - u0) / 37 * (1 + 1e-10))
+    assert len(starts) == 37 and starts[0] == u0
+    filled.precompute(starts, y)
+    for u in starts:  # bitwise: the vectorized evaluation changes no sampled value
+        a, b = filled._coefficients(u, y), on_demand._coefficients(u, y)
+        assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+    # a solve asks torchsde's own step times: each is answered from the cache
+    misses = []
+    original = ReverseSDE._coefficients
+
+    def counting(self, u, y):
+        if (float(u), y.shape[0], y.device, y.dtype) not in self._coefficient_cache:
+            misses.append(float(u))
+        return original(self, u, y)
+
+    monkeypatch.setattr(ReverseSDE, "_coefficients", counting)
+    solve(SamplingProblem(lambda x, t: -x, process, SHAPE), solver="euler", steps=23, n=3, seed=0, grid=kind)
+    assert misses == []
+
+
 def test_torchsde_contract_of_the_reverse_sde():
     assert (ReverseSDE.noise_type, DiagonalReverseSDE.noise_type) == ("additive", "diagonal")
     assert not hasattr(ReverseSDE, "g") and hasattr(DiagonalReverseSDE, "g")

@@ -68,6 +68,16 @@ def _starts_singular(process, t0) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+def _step_starts(u0: float, u1: float, dt: float) -> list[float]:
+    """The times at which torchsde's fixed-step loop starts its steps, in its own float64
+    arithmetic (``next_t = min(curr_t + dt, ts[-1])``), so that they match its queries exactly."""
+    starts, u = [], float(u0)
+    while u < u1:
+        starts.append(u)
+        u = min(u + dt, float(u1))
+    return starts
+
+
 def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams, steps: int,
                     solver: str, save_u=()):
     """Integrate the reverse SDE with ``torchsde.sdeint`` (method by ``solver``) on the fixed grid
@@ -80,6 +90,7 @@ def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams
     bm = GridBrownian(streams, u0, u1, steps, dim, dtype=x.dtype, levy_area_approximation=levy)
     ts = torch.tensor(sorted({u0, *save_u, u1}), dtype=torch.float64)  # float64: exactly `steps` steps
     dt = (u1 - u0) / steps * (1 + 1e-10)  # never a spurious tiny extra step from round-off
+    sde.precompute([*_step_starts(u0, u1, dt), u1], x.reshape(batch, dim))  # heun also asks at the end
     with torch.no_grad():
         ys = torchsde.sdeint(sde, x.reshape(batch, dim), ts, bm=bm, method=method, dt=dt)
     states = ys.view(len(ts), batch, *shape)

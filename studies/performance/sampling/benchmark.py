@@ -165,11 +165,17 @@ def main():
                         help="--part noise: CPU time of this thread, or elapsed time")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, 2 with --quick)")
+    parser.add_argument("--malloc", choices=["cli", "default"], default="cli",
+                        help="the C allocator's thresholds as the sciscore command line sets them "
+                             "(sciscore.allocator), or glibc's defaults")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.malloc == "cli":
+        from sciscore.allocator import keep_freed_memory
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {"threads": torch.get_num_threads(), "overhead": [], "accuracy": []}
+    results = {"threads": torch.get_num_threads(), "malloc": args.malloc, "overhead": [], "accuracy": []}
     repeats = args.repeats or (2 if args.quick else 5)
     results["noise"] = []
     if args.part in ("noise", "all"):
