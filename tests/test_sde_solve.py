@@ -266,6 +266,15 @@ def test_classifier_free_guidance_tilts_the_mean():
     assert solution.calls_per_evaluation == 2
 
 
+def test_a_per_sample_context_needs_one_field_per_sample():
+    process = EDM(sigma_max=40.0)
+    context = torch.zeros(3, 1, 4, 4)
+    problem = SamplingProblem(ContextGaussian(process), process, SHAPE, context=context)
+    assert solve(problem, solver="ode-heun", steps=2, n=3).x.shape == (3, *SHAPE)
+    with pytest.raises(UserError, match=r"context has 3 fields for n = 5 samples; pass one per sample"):
+        solve(problem, solver="ode-heun", steps=2, n=5)
+
+
 def test_guidance_rescale_formula():
     g = torch.Generator().manual_seed(0)
     cond, uncond = torch.randn(3, 2, 5, 5, generator=g), torch.randn(3, 2, 5, 5, generator=g)
