@@ -218,7 +218,7 @@ def test_precomputed_coefficients_equal_the_step_by_step_ones_and_serve_every_eu
     starts = _step_starts(u0, u1, (u1 - u0) / 37 * (1 + 1e-10))
     assert len(starts) == 37 and starts[0] == u0
     filled.precompute(starts, y)
-    for u in starts:  # bitwise: the vectorized evaluation changes no sampled value
+    for u in starts:  # bitwise: a grid evaluated at once equals each time alone (no sampled value changes)
         a, b = filled._coefficients(u, y), on_demand._coefficients(u, y)
         assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
     # a solve asks torchsde's own step times: each is answered from the cache
@@ -226,7 +226,7 @@ def test_precomputed_coefficients_equal_the_step_by_step_ones_and_serve_every_eu
     original = ReverseSDE._coefficients
 
     def counting(self, u, y):
-        if (float(u), y.shape[0], y.device, y.dtype) not in self._coefficient_cache:
+        if self._cache_key(u, y) not in self._coefficient_cache:
             misses.append(float(u))
         return original(self, u, y)
 

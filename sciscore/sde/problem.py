@@ -166,11 +166,10 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
         raise UserError(f"steps must be >= 1, got {steps}")
     rho = getattr(process, "rho", 7.0) if rho is None else float(rho)
     t_start, t_end = problem.tspan
-    if problem.start is not None and problem.start.ndim == 4 and problem.start.shape[0] != n:
-        raise UserError(f"start has {problem.start.shape[0]} fields for n = {n} samples")
-    if problem.context is not None and problem.context.ndim == 4 and problem.context.shape[0] != n:
-        raise UserError(f"context has {problem.context.shape[0]} fields for n = {n} samples; pass one per "
-                        "sample (n, K, H, W) or one shared by all (K, H, W)")
+    for name, fields, shared in (("start", problem.start, "(C, H, W)"), ("context", problem.context, "(K, H, W)")):
+        if fields is not None and fields.ndim == 4 and fields.shape[0] != n:
+            raise UserError(f"{name} has {fields.shape[0]} fields for n = {n} samples; pass one per sample "
+                            f"(n, ...) or one shared by all {shared}")
     if not entry.starts_at_zero_snr and not math.isfinite(float(process.sigma(torch.tensor(t_start, dtype=torch.float64)))):
         raise UserError(f"solver {solver!r} cannot start at t = {t_start}: the process has zero terminal SNR "
                         "there (infinite drift); use solver 'ode-heun' or 'edm' (their first step is a "

@@ -50,42 +50,37 @@ class ReverseSDE:
         self._memo = None
         self._coefficient_cache = {}
 
+    @staticmethod
+    def _cache_key(u, y) -> tuple:
+        return float(u), y.shape[0], y.device, y.dtype
+
     def _coefficients(self, u, y):
         """At solver time u: the (B,) process time for the score, and the floats
         c g^2 (score weight), c f (state weight) and g sqrt(c) (noise scale), c = |dt/du|.
-        Cached by u: a fixed-step solve asks the same few times for every batch."""
-        key = (float(u), y.shape[0], y.device, y.dtype)
+        Cached by u: a fixed-step solve asks the same few times for every batch, and
+        ``precompute`` fills the cache for a whole grid at once."""
+        key = self._cache_key(u, y)
         cached = self._coefficient_cache.get(key)
         if cached is None:
-            t = self.time_map.t(u)
-            speed = float(self.time_map.speed(u))
-            f = float(self.process.log_scale_derivative(t))
-            g = float(self.process.diffusion(t))
-            t_batch = t.to(device=y.device, dtype=y.dtype).expand(y.shape[0])
-            cached = (t_batch, speed * g**2, speed * f, g * speed**0.5)
-            if len(self._coefficient_cache) > 4096:
-                self._coefficient_cache.clear()
-            self._coefficient_cache[key] = cached
+            self.precompute([u], y)
+            cached = self._coefficient_cache[key]
         return cached
 
     def precompute(self, us, y):
-        """Fill the coefficient cache for the solver times ``us`` (floats, as torchsde will ask
-        them) in one vectorized evaluation of the process, for states like ``y``: per step this
-        replaces a dozen scalar torch calls with a dictionary lookup."""
-        if not us:
-            return
+        """Fill the coefficient cache for the solver times ``us`` (as torchsde will ask them) in
+        one vectorized evaluation of the process, for states like ``y``: per step this replaces a
+        dozen scalar torch calls with a dictionary lookup."""
         u = torch.tensor([float(v) for v in us], dtype=torch.float64)
         t = self.time_map.t(u).expand(u.shape)
         speed = self.time_map.speed(u).expand(u.shape).tolist()
         f = self.process.log_scale_derivative(t).expand(u.shape).tolist()
         g = self.process.diffusion(t).expand(u.shape).tolist()
         t_all = t.to(device=y.device, dtype=y.dtype)
-        batch = y.shape[0]
         if len(self._coefficient_cache) + len(us) > 4096:
             self._coefficient_cache.clear()
         for k, value in enumerate(us):
-            self._coefficient_cache[(float(value), batch, y.device, y.dtype)] = (
-                t_all[k].expand(batch), speed[k] * g[k] ** 2, speed[k] * f[k], g[k] * speed[k] ** 0.5)
+            self._coefficient_cache[self._cache_key(value, y)] = (
+                t_all[k].expand(y.shape[0]), speed[k] * g[k] ** 2, speed[k] * f[k], g[k] * speed[k] ** 0.5)
 
     def f(self, u, y):
         self.drift_calls += 1

@@ -90,9 +90,10 @@ def sample_torchsde(model, process, x, time_map: TimeMap, streams: SampleStreams
     bm = GridBrownian(streams, u0, u1, steps, dim, dtype=x.dtype, levy_area_approximation=levy)
     ts = torch.tensor(sorted({u0, *save_u, u1}), dtype=torch.float64)  # float64: exactly `steps` steps
     dt = (u1 - u0) / steps * (1 + 1e-10)  # never a spurious tiny extra step from round-off
-    sde.precompute([*_step_starts(u0, u1, dt), u1], x.reshape(batch, dim))  # heun also asks at the end
+    y0 = x.reshape(batch, dim)
+    sde.precompute([*_step_starts(u0, u1, dt), u1], y0)  # heun also asks at the end
     with torch.no_grad():
-        ys = torchsde.sdeint(sde, x.reshape(batch, dim), ts, bm=bm, method=method, dt=dt)
+        ys = torchsde.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt)
     states = ys.view(len(ts), batch, *shape)
     saved = {float(u): states[i] for i, u in enumerate(ts.tolist())}
     return states[-1], [saved[u] for u in save_u], sde
