@@ -104,8 +104,8 @@ class SampleStreams:
         self.indices = [int(i) for i in indices]
         keys = sample_keys(self.seed, torch.tensor(self.indices, dtype=torch.int64)).to(self.device)
         halves = torch.stack([keys & 0xFFFFFFFF, (keys >> 32) & 0xFFFFFFFF])
-        # (2, B, 1): the sample key's low and high 32 bits as int32 (two's complement)
-        self._sample_key_halves = torch.where(halves >= 2**31, halves - 2**32, halves).to(torch.int32)[:, :, None]
+        # (2, 1, B): the sample key's low and high 32 bits as int32 (two's complement)
+        self._sample_key_halves = torch.where(halves >= 2**31, halves - 2**32, halves).to(torch.int32)[:, None, :]
         self.next_draw = 0
         self._element_hashes = {}
         self._work = {}
@@ -130,11 +130,11 @@ class SampleStreams:
         return cached[:, :size]
 
     def _draw_keys(self, first: int, count: int) -> torch.Tensor:
-        """(2, B, count, 1) int32: the row keys (key1, key2) of draws first..first+count-1."""
+        """(2, count, B, 1) int32: the row keys (key1, key2) of draws first..first+count-1."""
         keys = [_splitmix64((first + k + 1) * _DRAW_GAMMA) for k in range(count)]
         halves = torch.tensor([[_signed(key, 32) for key in keys], [_signed(key >> 32, 32) for key in keys]],
                               dtype=torch.int32, device=self.device)
-        return (self._sample_key_halves ^ halves[:, None, :]).unsqueeze(-1)
+        return (halves[:, :, None] ^ self._sample_key_halves).unsqueeze(-1)
 
     def _scratch(self, shape: tuple, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Work arrays of `shape` kept between calls (fresh large arrays cost page faults): two
@@ -148,10 +148,11 @@ class SampleStreams:
         return self._work[key]
 
     def _mix(self, size: int, draw: int, count: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The 32-bit words x of the module docstring, int32 (B, count, size), in a work array,
-        and the float work array of the same shape."""
+        """The 32-bit words x of the module docstring, int32 (count, B, size), in a work array,
+        and the float work array of the same shape. Draw-major, so that one draw of all samples is
+        contiguous and the per-row keys broadcast along the long axes."""
         keys = self._draw_keys(int(draw), int(count))
-        x, shifted, floats = self._scratch((len(self), int(count), size), dtype)
+        x, shifted, floats = self._scratch((int(count), len(self), size), dtype)
         torch.bitwise_xor(self._hashes(size), keys[0], out=x)
         x.mul_(_signed(_M1, 32))
         x.bitwise_xor_(torch.bitwise_right_shift(x, 15, out=shifted).bitwise_and_((1 << 17) - 1))
@@ -169,10 +170,12 @@ class SampleStreams:
         first = self.take(1) if draw is None else int(draw)
         work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         x, v = self._mix(size, first, 1 if count is None else count, work)
-        # top 23 bits, signed: s in [-2^22, 2^22); v = (s + 1/2) 2^-22 in (-1, 1), exact
-        torch.add(x.bitwise_right_shift_(9), 0.5, out=v).mul_(2.0**-22)
+        # top 23 bits, signed: s in [-2^22, 2^22); v = (s + 1/2) 2^-22 in (-1, 1), exact. The
+        # conversion is its own pass into the float work array: add(int, 0.5, out=) would first
+        # cast into a fresh temporary
+        v.copy_(x.bitwise_right_shift_(9)).add_(0.5).mul_(2.0**-22)
         z = torch.mul(v.erfinv_(), math.sqrt(2.0) * scale).to(dtype)
-        return z.view(len(self), *shape) if count is None else z.view(len(self), count, *shape)
+        return z.view(len(self), *shape) if count is None else z.view(count, len(self), *shape).transpose(0, 1)
 
 
 class StreamNoise:
@@ -216,7 +219,7 @@ class GridBrownian(BaseBrownian):
         normals = 2 if levy_area_approximation == "space-time" else 1
         self.block = max(1, min(int(block), _BLOCK_VALUES // max(1, len(streams) * normals * self.dim)))
         self.first_draw = streams.take(self.steps)  # step k is draw first_draw + k of every stream
-        self._block_start, self._block = None, None
+        self._block_start, self._block_steps = None, ()
         self.queries = 0
 
     def _load_block(self, k: int):
@@ -224,8 +227,11 @@ class GridBrownian(BaseBrownian):
         length = min(self.block, self.steps - start)
         normals = 2 if self._levy == "space-time" else 1
         # sqrt(h) z: the increments W themselves (one multiplication fewer per step)
-        self._block = self.streams.normal((normals, self.dim), dtype=self._dtype, draw=self.first_draw + start,
-                                          count=length, scale=math.sqrt(self.h))
+        block = self.streams.normal((normals, self.dim), dtype=self._dtype, draw=self.first_draw + start,
+                                    count=length, scale=math.sqrt(self.h))
+        # each step's (B, dim) views made once, not at every query: W, and for the Levy area sqrt(h) z2
+        self._block_steps = block[:, :, 0].unbind(1)
+        self._block_second = block[:, :, 1].unbind(1) if normals == 2 else ()
         self._block_start = start
 
     def __call__(self, ta, tb=None, return_U=False, return_A=False):
@@ -237,18 +243,17 @@ class GridBrownian(BaseBrownian):
         if abs(position - k) > 1e-6 or abs((tb - ta) / self.h - 1) > 1e-6 or not 0 <= k < self.steps:
             raise RuntimeError(f"GridBrownian got the query [{ta}, {tb}], which is not a step of its grid "
                                f"u0={self.u0}, h={self.h}, steps={self.steps}")
-        if self._block_start is None or not self._block_start <= k < self._block_start + len(self._block[0]):
+        if self._block_start is None or not self._block_start <= k < self._block_start + len(self._block_steps):
             self._load_block(k)
         self.queries += 1
-        increments = self._block[:, k - self._block_start]  # sqrt(h) z
-        W = increments[:, 0]
+        W = self._block_steps[k - self._block_start]  # sqrt(h) z
         if not return_U:
             return W
         if self._levy != "space-time":
             raise RuntimeError("this solver needs the space-time Levy area: build GridBrownian with "
                                "levy_area_approximation='space-time'")
         dt = tb - ta
-        H = increments[:, 1] / math.sqrt(12)
+        H = self._block_second[k - self._block_start] / math.sqrt(12)
         return W, dt * (0.5 * W + H)
 
     def __repr__(self):

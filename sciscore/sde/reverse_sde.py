@@ -83,18 +83,27 @@ class ReverseSDE:
                 t_all[k].expand(y.shape[0]), speed[k] * g[k] ** 2, speed[k] * f[k], g[k] * speed[k] ** 0.5)
 
     def f(self, u, y):
-        self.drift_calls += 1
+        return self._drift(float(u), y)
+
+    def f_and_g_prod(self, u, y, v):
+        """f and g v together, as torchsde's Euler step asks them: one coefficient lookup, and no
+        memo (no solver asks this point again; the memo would keep two state-sized arrays alive)."""
         key = float(u)
-        if self._memo is not None and self._memo[0] == key and self._memo[1] is y \
-                and self._memo[2] == y._version:
-            return self._memo[3]
-        t_batch, score_weight, state_weight, _ = self._coefficients(u, y)
+        coefficients = self._coefficients(key, y)
+        return self._drift(key, y, coefficients, remember=False), coefficients[3] * v
+
+    def _drift(self, key: float, y, coefficients=None, remember: bool = True):
+        self.drift_calls += 1
+        memo = self._memo
+        if memo is not None and memo[0] == key and memo[1] is y and memo[2] == y._version:
+            return memo[3]
+        t_batch, score_weight, state_weight, _ = coefficients or self._coefficients(key, y)
         batch = y.shape[0]
         self.score_calls += 1
         score = self.score(y.view(batch, *self.shape), t_batch).reshape(batch, -1)
         # drift = c g^2 score - c f y (reverse drift in solver time)
         drift = score * score_weight if state_weight == 0 else torch.add(score * score_weight, y, alpha=-state_weight)
-        self._memo = (key, y, y._version, drift)
+        self._memo = (key, y, y._version, drift) if remember else None
         return drift
 
     def diffusion_scale(self, u, y) -> float:
