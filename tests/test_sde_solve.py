@@ -235,6 +235,20 @@ def test_precomputed_coefficients_equal_the_step_by_step_ones_and_serve_every_eu
     assert misses == []
 
 
+def test_f_and_g_prod_equals_f_and_g_prod_asked_apart_and_evaluates_the_score_once():
+    from sciscore.sde.time_grids import TimeMap
+
+    process = VE(sigma_min=0.01, sigma_max=100.0)
+    time_map = TimeMap(process, process.t_max, process.t_min, "uniform")
+    y, v = torch.randn(3, 16, dtype=torch.float64), torch.randn(3, 16, dtype=torch.float64)
+    together, apart = (DiagonalReverseSDE(lambda x, t: -x * t.view(-1, 1, 1, 1), process, (1, 4, 4), time_map)
+                       for _ in range(2))
+    u = time_map.u_span[0] + 0.3
+    drift, noise = together.f_and_g_prod(u, y, v)
+    assert torch.equal(drift, apart.f(u, y)) and torch.equal(noise, apart.g_prod(u, y, v))
+    assert together.score_calls == 1 and together._memo is None  # torchsde's Euler never asks the point again
+
+
 def test_torchsde_contract_of_the_reverse_sde():
     assert (ReverseSDE.noise_type, DiagonalReverseSDE.noise_type) == ("additive", "diagonal")
     assert not hasattr(ReverseSDE, "g") and hasattr(DiagonalReverseSDE, "g")
