@@ -68,6 +68,38 @@ def test_batch_size_invariance(model):
         assert np.abs(c[v].values - a[v].values).max(axis=(1, 2)).min() > 1e-2 * scale
 
 
+def test_bf16_runs_the_network_in_bfloat16_and_the_sampler_in_float32(model, tmp_path, monkeypatch):
+    seen = []
+    convolution = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = convolution.register_forward_hook(lambda module, inputs, out: seen.append((inputs[0].dtype, out.dtype)))
+    try:
+        fp32 = model.generate(4, seed=2, **FAST)
+        assert set(seen) == {(torch.float32, torch.float32)}
+        seen.clear()
+        bf16 = model.generate(4, seed=2, bf16=True, **FAST)
+        assert set(seen) == {(torch.float32, torch.bfloat16)}  # the sampler's state stays float32
+    finally:
+        hook.remove()
+    assert (fp32.attrs["sciscore_bf16"], bf16.attrs["sciscore_bf16"]) == (0, 1)
+    for v in ("temperature", "vorticity"):
+        a, b = fp32[v].values, bf16[v].values
+        assert b.dtype == np.float32 and np.isfinite(b).all()
+        difference = np.linalg.norm(b - a) / np.linalg.norm(a)
+        assert 0 < difference < 0.05  # the network's bf16 rounding (2^-8), not another sample
+    # a file begun in bf16 is not finished in float32
+    target = tmp_path / "bf16.nc"
+    interrupt_after(monkeypatch, "append_samples", 1)
+    with pytest.raises(KeyboardInterrupt):
+        generate_file(model, target, 4, seed=2, batch_size=2, bf16=True, **FAST)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="different settings"):
+        generate_file(model, target, 4, seed=2, batch_size=2, resume=True, **FAST)
+    generate_file(model, target, 4, seed=2, batch_size=2, resume=True, bf16=True, **FAST)
+    full = generate_file(model, tmp_path / "full.nc", 4, seed=2, batch_size=2, bf16=True, **FAST)
+    np.testing.assert_array_equal(xr.open_dataset(target)["vorticity"].values,
+                                  xr.open_dataset(full)["vorticity"].values)
+
+
 def test_variable_selection_and_unknown_variable(model):
     ds = model.generate(2, variables=["vorticity"], **FAST)
     assert list(ds.data_vars) == ["vorticity"]

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    parser.add_argument("--bf16", action="store_true", help="the network under bfloat16 autocast")
     parser.add_argument("--solver-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a solver setting, e.g. s_churn=10 with --solver edm (repeatable)")
     parser.add_argument("--out", required=True)
@@ -59,7 +60,7 @@ def main() -> None:
     start = time.perf_counter()
     generate_file(model, samples_path, args.n, solver=args.solver, steps=args.steps, seed=args.seed,
                   batch_size=args.batch_size, overwrite=True, progress=True,
-                  solver_options=solver_options)
+                  solver_options=solver_options, bf16=args.bf16)
     seconds = time.perf_counter() - start
     variables = list(model.variables)
     reference = open_fields(args.reference, variables).load()
@@ -67,7 +68,7 @@ def main() -> None:
     comparison = compare(reference, samples, variables, progress=False)
     write_report(comparison, reference, samples, out / "report", overwrite=True)
     results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver,
-               "solver_options": solver_options, "steps": args.steps,
+               "solver_options": solver_options, "steps": args.steps, "bf16": args.bf16,
                "n": args.n, "seed": args.seed, "generation_seconds": seconds,
                "nfe_per_sample": int(xr.open_dataset(samples_path).attrs.get("sciscore_nfe_per_sample", -1)),
                "reference": str(args.reference), "n_reference": int(reference.sizes["sample"]),
