@@ -161,6 +161,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
                 merge_shards([output], None)  # checks every sample is written; marks the store complete
                 logging.getLogger("sciscore").info("wrote %d fields to %s (%d processes)", args.samples, output,
                                                    world_size)
+            dist.barrier()  # as below: no rank leaves the group while rank 0 still merges
             return 0
         parts = [output.with_name(f".{output.name}.shard{i}of{world_size}.nc") for i in range(world_size)]
         model = load_model(args.model, ema=args.ema, device=args.device)

@@ -210,6 +210,13 @@ def run(args: argparse.Namespace) -> int:
         with stop_on_signals() as stop:  # SIGINT/SIGTERM: finish the step, save a checkpoint, exit 130
             result = train(config, args.output, resume=args.resume, overwrite=args.overwrite, stop=stop,
                            rank=rank, world_size=world_size)
+        if world_size > 1:
+            import torch.distributed
+
+            # rank 0 validates and writes the last checkpoint after the final all-reduce; the other
+            # ranks wait for it here, so that no rank tears down its gloo connections while another
+            # is still working (a rank that did so aborted once at exit on a loaded 2-core machine)
+            torch.distributed.barrier()
     finally:
         if world_size > 1:
             import torch.distributed
