@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     from sciscore.train.distributed import launched_by_torchrun
 
     if launched_by_torchrun():  # torchrun --nproc_per_node=N -m sciscore train ...: data-parallel
+        import torch.distributed
+
         from sciscore.devices import resolve_device
         from sciscore.train.distributed import init_from_environment
 
@@ -211,16 +213,12 @@ def run(args: argparse.Namespace) -> int:
             result = train(config, args.output, resume=args.resume, overwrite=args.overwrite, stop=stop,
                            rank=rank, world_size=world_size)
         if world_size > 1:
-            import torch.distributed
-
             # rank 0 validates and writes the last checkpoint after the final all-reduce; the other
             # ranks wait for it here, so that no rank tears down its gloo connections while another
             # is still working (a rank that did so aborted once at exit on a loaded 2-core machine)
             torch.distributed.barrier()
     finally:
         if world_size > 1:
-            import torch.distributed
-
             torch.distributed.destroy_process_group()
     if rank != 0:
         return 0
