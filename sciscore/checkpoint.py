@@ -87,7 +87,8 @@ class Checkpoint:
     training_config: dict = field(default_factory=dict)    # TrainConfig.to_dict() less network, process
     monitor: dict | None = None               # the quality-monitor record of a RUN_DIR/best checkpoint
     ema: dict | None = None                   # the EMA profile of post-hoc EMA weights (train/posthoc_ema.py)
-    sampler: dict | None = None               # the recommended sampler: {"solver", "steps", "grid", "options"}
+    sampler: dict | None = None               # the recommended sampler: {"solver", "steps", "grid", "options",
+                                              # "guidance", "guidance_interval", "guide"}
     sciscore_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -144,13 +145,28 @@ def _grid(raw: dict) -> Grid:
 
 
 def _sampler(raw: dict) -> dict:
-    """The recommended sampler of a model: a solver of the table, optional steps and grid, and the
-    solver's options (checked as `sciscore generate --solver-option` checks them)."""
+    """The recommended sampler of a model: a solver of the table, optional steps and grid, the
+    solver's options (checked as `sciscore generate --solver-option` checks them), and optionally
+    autoguidance: weight, noise-level interval [sigma_lo, sigma_hi] and the guide's run directory
+    relative to the model's."""
     from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, parse_solver_options
 
-    unknown = set(raw) - {"solver", "steps", "grid", "options"}
+    keys = ("solver", "steps", "grid", "options", "guidance", "guidance_interval", "guide")
+    unknown = set(raw) - set(keys)
     if unknown:
-        raise ValueError(f"sampler has unknown keys {sorted(unknown)}; it takes solver, steps, grid, options")
+        raise ValueError(f"sampler has unknown keys {sorted(unknown)}; it takes {', '.join(keys)}")
+    if "guidance" in raw and not (_is_number(raw["guidance"]) and raw["guidance"] >= 0):
+        raise ValueError("sampler.guidance must be a number >= 0")
+    interval = raw.get("guidance_interval")
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                     and all(map(_is_number, interval)) and 0 <= interval[0] < interval[1]):
+        raise ValueError("sampler.guidance_interval must be [sigma_lo, sigma_hi] with 0 <= sigma_lo < sigma_hi")
+    guide = raw.get("guide")
+    if guide is not None and not (isinstance(guide, str) and guide and not Path(guide).is_absolute()
+                                  and ".." not in Path(guide).parts):
+        raise ValueError("sampler.guide must be a run directory inside the model's, as a relative path")
+    if raw.get("guidance", 1) != 1 and not guide:
+        raise ValueError("sampler.guidance needs sampler.guide, the guide model's directory")
     if raw.get("solver") not in SOLVERS:
         raise ValueError(f"sampler.solver must be one of {', '.join(SOLVERS)}")
     if "steps" in raw and not (_is_int(raw["steps"]) and raw["steps"] >= 1):
@@ -339,16 +355,21 @@ def save_checkpoint(run_dir, network, ema_network, record: Checkpoint, training_
 
 
 def recommend_sampler(run_dir, solver: str | None, steps: int | None = None, grid: str | None = None,
-                      options: dict | None = None) -> Checkpoint:
+                      options: dict | None = None, guidance: float | None = None,
+                      guidance_interval: tuple | None = None, guide: str | None = None) -> Checkpoint:
     """Record in RUN_DIR/config.json the sampler `sciscore generate` uses by default for this model
-    (`solver` None removes the recommendation); the weights are not touched. Returns the record."""
+    (`solver` None removes the recommendation), with autoguidance weight, interval and the guide's
+    directory relative to RUN_DIR if given; the weights are not touched. Returns the record."""
     from dataclasses import replace
 
     record = read_checkpoint(run_dir)
     sampler = None
     if solver is not None:
         raw = {"solver": solver, **({"steps": steps} if steps is not None else {}),
-               **({"grid": grid} if grid is not None else {}), "options": dict(options or {})}
+               **({"grid": grid} if grid is not None else {}), "options": dict(options or {}),
+               **({"guidance": guidance} if guidance is not None else {}),
+               **({"guidance_interval": list(guidance_interval)} if guidance_interval is not None else {}),
+               **({"guide": guide} if guide is not None else {})}
         try:
             sampler = _sampler(raw)
         except ValueError as error:

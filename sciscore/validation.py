@@ -117,6 +117,18 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     return parse
 
 
+def noise_interval(text: str) -> tuple[float, float]:
+    """An argparse type: 'LO,HI', two noise levels with 0 <= LO < HI (HI may be 'inf')."""
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two noise levels LO,HI (e.g. 0,3), got {text!r}") from None
+    if not (math.isfinite(low) and 0 <= low < high and not math.isnan(high)):
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO < HI, got {text!r}")
+    return (low, high)
+
+
 POSITIVE = integer(1)
 NON_NEGATIVE = integer(0)
 SEED = integer(0, 2**63 - 1)

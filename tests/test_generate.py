@@ -361,3 +361,78 @@ def test_recommended_sampler_of_the_checkpoint_is_the_default(run_dir, tmp_path,
     (recommended / "config.json").write_text(json.dumps(raw))
     line = refuse("generate", ["--model", str(recommended), "-n", "2", "-o", str(tmp_path / "bad.nc")], capfd)
     assert "field 'sampler' is invalid" in line and "s_curn" in line
+
+
+@pytest.fixture(scope="module")
+def guide_dir(tmp_path_factory):
+    """A second tiny model of the same data (another training seed): a valid autoguidance guide."""
+    run = tmp_path_factory.mktemp("guide") / "guide"
+    train({**TINY, "training": {**TINY["training"], "seed": 7}}, run, dataset=make_fields(n=16, ny=8, nx=8))
+    return run
+
+
+def test_autoguidance_with_a_guide_model(run_dir, guide_dir, tmp_path):
+    """w = 0 samples the guide, bit for bit; the model as its own guide changes nothing at any w; the
+    weight, interval and guide's checksum are in the provenance and the resume request."""
+    guided = load_model(run_dir, device="cpu", guide=guide_dir)
+    guide_alone = load_model(guide_dir, device="cpu")
+    of_guide = guide_alone.generate(3, seed=1, batch_size=3, **FAST)
+    np.testing.assert_array_equal(guided.generate(3, seed=1, batch_size=3, guidance=0.0, **FAST)["temperature"].values,
+                                  of_guide["temperature"].values)
+    plain = guided.generate(3, seed=1, batch_size=3, **FAST)
+    assert "sciscore_guidance" not in plain.attrs
+    self_guided = load_model(run_dir, device="cpu", guide=run_dir).generate(3, seed=1, batch_size=3, guidance=2.5,
+                                                                           **FAST)
+    np.testing.assert_array_equal(self_guided["temperature"].values, plain["temperature"].values)
+    ds = guided.generate(3, seed=1, batch_size=3, guidance=1.5, guidance_interval=(0.0, 3.0), **FAST)
+    assert not np.array_equal(ds["temperature"].values, plain["temperature"].values)
+    assert ds.attrs["sciscore_guidance"] == 1.5 and json.loads(ds.attrs["sciscore_guidance_interval"]) == [0.0, 3.0]
+    assert ds.attrs["sciscore_guide_model_checksum"] == guided.guide_checksum != guided.checksum
+    path = generate_file(guided, tmp_path / "g.nc", 3, batch_size=3, seed=1, guidance=1.5, guidance_interval=(0, 3),
+                         **FAST)
+    request = json.loads(xr.open_dataset(path).attrs[REQUEST])
+    assert (request["guidance"], request["guidance_interval"], request["guide_checksum"]) == (
+        1.5, [0.0, 3.0], guided.guide_checksum)
+    np.testing.assert_array_equal(xr.open_dataset(path)["temperature"].values, ds["temperature"].values)
+
+
+def test_recommended_autoguidance_is_the_default(run_dir, guide_dir, tmp_path):
+    """A guide inside the model's directory, named by its recommended sampler, is loaded and used by
+    default (as the shipped model does); --guidance 1 turns it off."""
+    import shutil
+
+    from sciscore.checkpoint import recommend_sampler
+
+    model_dir = tmp_path / "recommended"
+    shutil.copytree(run_dir, model_dir)
+    shutil.copytree(guide_dir, model_dir / "guide")
+    with pytest.raises(UserError, match="sampler.guidance needs sampler.guide"):
+        recommend_sampler(model_dir, "ode-heun", steps=3, guidance=1.5)
+    recommend_sampler(model_dir, "ode-heun", steps=3, guidance=1.5, guidance_interval=(0.0, 3.0), guide="guide")
+    explicit = load_model(run_dir, device="cpu", guide=guide_dir).generate(3, seed=1, batch_size=3, guidance=1.5,
+                                                                          guidance_interval=(0.0, 3.0), **FAST)
+    path = tmp_path / "default.nc"
+    assert main(["generate", "--model", str(model_dir), "-n", "3", "--seed", "1", "--batch-size", "3",
+                 "-o", str(path), "--quiet", "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(xr.open_dataset(path)["temperature"].values, explicit["temperature"].values)
+    off = tmp_path / "off.nc"
+    assert main(["generate", "--model", str(model_dir), "-n", "3", "--seed", "1", "--batch-size", "3", "--guidance", "1",
+                 "-o", str(off), "--quiet", "--device", "cpu"]) == 0
+    plain = load_model(run_dir, device="cpu").generate(3, seed=1, batch_size=3, **FAST)
+    np.testing.assert_array_equal(xr.open_dataset(off)["temperature"].values, plain["temperature"].values)
+    assert "sciscore_guidance" not in xr.open_dataset(off).attrs
+
+
+def test_bad_guidance_is_a_one_line_error(run_dir, tmp_path, capfd):
+    from cli_helpers import refuse
+
+    other = tmp_path / "other-data"
+    train(TINY, other, dataset=make_fields(n=16, ny=8, nx=8, seed=5))
+    base = ["--model", str(run_dir), "-n", "2", "-o", str(tmp_path / "bad.nc"), "--device", "cpu"]
+    assert "needs a guide model" in refuse("generate", [*base, "--guidance", "2"], capfd)
+    assert "its normalization differs" in refuse("generate", [*base, "--guidance", "2", "--guide-model", str(other)],
+                                                 capfd)
+    assert "not a run directory" in refuse("generate", [*base, "--guidance", "2", "--guide-model", str(tmp_path)], capfd)
+    assert "expected 0 <= LO < HI" in refuse("generate", [*base, "--guidance-interval", "3,1"], capfd)
+    assert "--guidance: expected a finite number" in refuse("generate", [*base, "--guidance", "-1"], capfd)
+    assert not (tmp_path / "bad.nc").exists()

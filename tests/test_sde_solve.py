@@ -2,6 +2,7 @@
 path identities, batch-size invariance and score-evaluation counts."""
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -442,3 +443,79 @@ def test_ddpm_forward_variance_and_zero_terminal_snr():
     solution = solve(problem, solver="ddpm", steps=100, grid="trailing", n=N_SAMPLES, seed=1)
     exact = GaussianMixtureScore(zero_snr, torch.full((1, *SHAPE), mu), torch.full((1, *SHAPE), v))
     assert_moments_match(solution.x, exact, zero_snr.t_min)
+
+
+class ShiftedGaussian:
+    """The exact score of unit-variance Gaussian data with mean `mean` (a number)."""
+
+    def __init__(self, process, mean):
+        self.process, self.mean = process, mean
+
+    def __call__(self, x, t):
+        s = self.process.scale(t).to(x).view(-1, 1, 1, 1)
+        sigma = self.process.sigma(t).to(x).view(-1, 1, 1, 1)
+        return -(x - s * self.mean) / (s**2 * (1 + sigma**2))
+
+
+def test_autoguidance_extrapolates_from_the_guide():
+    """Autoguidance (Karras et al. 2024) with model and guide the exact scores of unit Gaussians with
+    means 1 and 0.5: s_guide + w (s_model - s_guide) is the exact score of mean 0.5 + w 0.5, so the
+    samples have that mean; it needs no context and costs two calls per evaluation."""
+    process = EDM(sigma_max=40.0)
+    problem = SamplingProblem(ShiftedGaussian(process, 1.0), process, SHAPE, guidance_scale=3.0,
+                              guide=ShiftedGaussian(process, 0.5))
+    solution = solve(problem, solver="ode-heun", steps=30, n=N_SAMPLES, seed=4)
+    z = (solution.x.double().mean(0) - 2.0) / math.sqrt(1 / N_SAMPLES)
+    assert z.abs().max() < Z_LIMIT
+    assert solution.calls_per_evaluation == 2 and solution.info["weak_calls"] == solution.nfe
+
+
+def test_autoguidance_weights_and_interval_are_exact_identities():
+    """w = 1 is the model (one call), w = 0 the guide, both bit-exact; an interval that holds every
+    grid noise level changes nothing, one that holds none is w = 1 with no guide calls; inside a
+    partial interval only the guided steps call the guide."""
+    process = EDM(sigma_max=40.0)
+    model, guide = ShiftedGaussian(process, 1.0), ShiftedGaussian(process, 0.5)
+
+    def run(**options):
+        problem = SamplingProblem(model, process, SHAPE, guide=guide, **options)
+        return solve(problem, solver="ode-heun", steps=8, n=4, seed=2)
+
+    plain = solve(SamplingProblem(model, process, SHAPE), solver="ode-heun", steps=8, n=4, seed=2)
+    of_guide = solve(SamplingProblem(guide, process, SHAPE), solver="ode-heun", steps=8, n=4, seed=2)
+    assert torch.equal(run(guidance_scale=1.0).x, plain.x) and "weak_calls" not in run(guidance_scale=1.0).info
+    assert torch.equal(run(guidance_scale=0.0).x, of_guide.x)
+    everywhere = run(guidance_scale=2.0)
+    assert torch.equal(run(guidance_scale=2.0, guidance_interval=(0.0, 1e3)).x, everywhere.x)
+    nowhere = run(guidance_scale=2.0, guidance_interval=(50.0, 60.0))
+    assert torch.equal(nowhere.x, plain.x) and nowhere.info["weak_calls"] == 0
+    partial = run(guidance_scale=2.0, guidance_interval=(0.0, 3.0))
+    assert 0 < partial.info["weak_calls"] < partial.nfe
+    assert not torch.equal(partial.x, plain.x) and not torch.equal(partial.x, everywhere.x)
+
+
+def test_guidance_interval_is_per_sample():
+    """Samples at different noise levels in one batch: those with sigma in (lo, hi] are guided,
+    the others get the model's prediction unchanged."""
+    from sciscore.sde.guidance import ScoreModel
+
+    process = EDM(sigma_max=40.0)
+    model, guide = ShiftedGaussian(process, 1.0), ShiftedGaussian(process, 0.5)
+    wrapped = ScoreModel(model, process, "score", guidance_scale=2.0, guide=guide, guidance_interval=(0.5, 2.0))
+    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.3, 2.0, 5.0])  # EDM: sigma = t; only the second is inside (0.5, 2]
+    score = wrapped(x, t)
+    assert torch.equal(score[[0, 2]], model(x, t)[[0, 2]])
+    torch.testing.assert_close(score[1], (guide(x, t) + 2.0 * (model(x, t) - guide(x, t)))[1])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"guidance_scale": 2.0}, "needs a context (classifier-free guidance) or a guide model"),
+    ({"guide": "not callable"}, "guide must be callable"),
+    ({"guidance_interval": (3.0, 1.0)}, "0 <= sigma_lo < sigma_hi"),
+    ({"guidance_interval": (1.0,)}, "two noise levels"),
+])
+def test_bad_guidance_is_refused(options, message):
+    process = EDM(sigma_max=40.0)
+    with pytest.raises(UserError, match=re.escape(message)):
+        solve(SamplingProblem(ShiftedGaussian(process, 1.0), process, SHAPE, **options), solver="ode-heun", steps=2)

@@ -7,7 +7,7 @@ import logging
 import os
 
 from sciscore.commands._common import DefaultsHelpFormatter, add_device, add_overwrite, add_quiet
-from sciscore.validation import POSITIVE, SEED, integer
+from sciscore.validation import POSITIVE, SEED, integer, noise_interval, number
 from sciscore.sde.solvers import CONTINUOUS_GRIDS, SOLVERS, default_steps, parse_solver_options  # the solver table (no torch)
 
 MAX_SAMPLES = 2**31 - 1  # netCDF dimension sizes and sample indices stay in 32-bit integers
@@ -45,6 +45,16 @@ def register(subparsers):
     parser.add_argument("--bf16", action="store_true",
                         help="run the network under bfloat16 autocast: faster on CUDA and on CPUs with bf16 "
                              "instructions; the fields differ from float32's by the network's rounding")
+    parser.add_argument("--guidance", type=number(0), default=None, metavar="W",
+                        help="autoguidance weight (Karras et al. 2024): D = D_guide + W (D_model - D_guide), with a "
+                             "weaker model of the same data as guide; 1: none (default: the model's recommended "
+                             "weight, else 1)")
+    parser.add_argument("--guidance-interval", type=noise_interval, default=None, metavar="LO,HI",
+                        help="guide only at noise levels LO < sigma <= HI (Kynkäänniemi et al. 2024; default: the "
+                             "model's recommended interval, else every noise level)")
+    parser.add_argument("--guide-model", metavar="RUN_DIR", default=None,
+                        help="the guide of --guidance: a run directory of a shorter-trained or smaller model of the "
+                             "same data (default: the guide shipped with the model, if any)")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed (sample i depends only on seed and i)")
     parser.add_argument("--batch-size", type=POSITIVE, default=DEFAULT_BATCH_SIZE, help="fields per batch")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
         if launched_by_torchrun():
             return _run_under_torchrun(args, solver_options)
-    model = load_model(args.model, ema=args.ema, device=args.device)
+    model = load_model(args.model, ema=args.ema, device=args.device, guide=args.guide_model)
     variables = model.select(args.variables)
     suffix = "_shard{shard}" if shard is not None else ""
     output = args.output or f"generated_{'_'.join(variables)}_seed{args.seed}{suffix}.nc"
@@ -104,12 +114,17 @@ def run(args: argparse.Namespace) -> int:
     path = generate_file(model, output, args.samples, variables=variables, solver=args.solver, steps=args.steps,
                          seed=args.seed, grid=args.grid, denoise=args.denoise, batch_size=args.batch_size,
                          overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, shard=shard,
-                         solver_options=solver_options, bf16=args.bf16)
+                         solver_options=solver_options, bf16=args.bf16,
+                         **_guidance(args))
     first, stop = (0, args.samples) if shard is None else shard.block(args.samples)
     count = stop - first
     which = "" if shard is None else f" (shard {shard} of a run of {args.samples})"
     logging.getLogger("sciscore").info("wrote %d fields of %s to %s%s", count, ", ".join(variables), path, which)
     return 0
+
+
+def _guidance(args: argparse.Namespace) -> dict:
+    return {"guidance": args.guidance, "guidance_interval": args.guidance_interval}
 
 
 def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
@@ -149,13 +164,14 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
             if args.overwrite and rank == 0:
                 remove_store(output)
             dist.barrier()
-            model = load_model(args.model, ema=args.ema, device=args.device)
+            model = load_model(args.model, ema=args.ema, device=args.device, guide=args.guide_model)
             resume = args.resume and output.exists()
             if not (resume and shard_complete(output, shard)):
                 generate_file(model, output, args.samples, variables=model.select(args.variables),
                               solver=args.solver, steps=args.steps, seed=args.seed, grid=args.grid,
                               denoise=args.denoise, batch_size=args.batch_size, resume=resume,
-                              progress=not args.quiet and rank == 0, shard=shard, solver_options=solver_options, bf16=args.bf16)
+                              progress=not args.quiet and rank == 0, shard=shard, solver_options=solver_options,
+                              bf16=args.bf16, **_guidance(args))
             dist.barrier()
             if rank == 0:
                 merge_shards([output], None)  # checks every sample is written; marks the store complete
@@ -164,7 +180,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
             dist.barrier()  # as below: no rank leaves the group while rank 0 still merges
             return 0
         parts = [output.with_name(f".{output.name}.shard{i}of{world_size}.nc") for i in range(world_size)]
-        model = load_model(args.model, ema=args.ema, device=args.device)
+        model = load_model(args.model, ema=args.ema, device=args.device, guide=args.guide_model)
         variables = model.select(args.variables)
         resume = args.resume and parts[rank].exists()
         done = False
@@ -175,7 +191,7 @@ def _run_under_torchrun(args: argparse.Namespace, solver_options) -> int:
                           steps=args.steps, seed=args.seed, grid=args.grid, denoise=args.denoise,
                           batch_size=args.batch_size, overwrite=not resume, resume=resume,
                           progress=not args.quiet and rank == 0, shard=shard,
-                          solver_options=solver_options, bf16=args.bf16)
+                          solver_options=solver_options, bf16=args.bf16, **_guidance(args))
         dist.barrier()
         if rank == 0:
             path = merge_shards(parts, output, overwrite=args.overwrite)

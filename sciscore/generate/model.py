@@ -63,6 +63,8 @@ class GenerativeModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     name: str = ""                            # "turbulence2d-64 (shipped)" or the run directory's name
     sampler: dict | None = None               # the recommended sampler of its config.json, if any
+    guide: torch.nn.Module | None = None      # the weaker model of autoguidance, if any (guide.py)
+    guide_checksum: str | None = None
 
     def __repr__(self) -> str:  # a summary, not the network layers and coordinate arrays
         channels, ny, nx = self.shape
@@ -90,8 +92,13 @@ class GenerativeModel:
         (stop - start, C, H, W) float32, and the score evaluations per sample."""
         from sciscore.sde import SamplingProblem, solve
 
-        score = _bfloat16_score(self.network.score, self.device.type) if options.bf16 else self.network.score
-        problem = SamplingProblem(score, self.process, self.shape)
+        guided = options.guidance != 1.0
+        score, guide = self.network.score, self.guide.score if guided else None
+        if options.bf16:
+            score = _bfloat16_score(score, self.device.type)
+            guide = _bfloat16_score(guide, self.device.type) if guided else None
+        problem = SamplingProblem(score, self.process, self.shape, guidance_scale=options.guidance, guide=guide,
+                                  guidance_interval=options.guidance_interval)
         with torch.no_grad():
             solution = solve(problem, solver=options.solver, steps=options.steps, n=stop - start, seed=options.seed,
                              start_index=start, grid=options.grid, denoise=options.denoise, device=self.device,
@@ -127,6 +134,7 @@ class GenerativeModel:
             "sciscore_solver_options": json.dumps(options.solver_options, sort_keys=True),
             "sciscore_denoise": int(options.denoise),
             "sciscore_bf16": int(options.bf16),
+            **(self._guidance_attrs(options) if options.guidance != 1.0 else {}),
             "sciscore_seed": int(options.seed),
             "sciscore_variables": " ".join(variables),
             "sciscore_command": invocation(call),
@@ -134,36 +142,58 @@ class GenerativeModel:
         attrs.update(self.normalizer.to_attrs())
         return attrs
 
+    def _guidance_attrs(self, options: "SamplerOptions") -> dict:
+        interval = options.guidance_interval
+        return {"sciscore_guidance": float(options.guidance),
+                "sciscore_guidance_interval": json.dumps(list(interval) if interval is not None else None),
+                "sciscore_guide_model_checksum": self.guide_checksum}
+
     def sampler_options(self, solver: str | None = None, steps: int | None = None, seed: int = 0,
                         grid: str | None = None, denoise: bool = True, solver_options=None,
-                        bf16: bool = False) -> "SamplerOptions":
+                        bf16: bool = False, guidance: float | None = None,
+                        guidance_interval=None) -> "SamplerOptions":
         """The settings to sample with. Where `solver` is None: the model's recommended sampler
         (`sampler` in its config.json), each of its settings overridden by those given (`steps`,
         `grid`, `solver_options`), or without one `DEFAULT_SOLVER` on `DEFAULT_GRID`. An explicit
-        `solver` takes nothing from the recommendation."""
-        recommended = self.sampler if solver is None else None
-        if recommended is None:
+        `solver` takes nothing from the recommendation but its guidance. `guidance` None: the
+        recommended autoguidance weight and interval (1, none, without a recommendation); given,
+        with `guidance_interval` (default: every noise level)."""
+        recommended = self.sampler or {}
+        if guidance is None:
+            guidance = recommended.get("guidance", 1.0)
+            guidance_interval = recommended.get("guidance_interval") if guidance_interval is None else guidance_interval
+        guidance_interval = tuple(guidance_interval) if guidance_interval is not None else None
+        if guidance != 1 and self.guide is None:
+            raise UserError(f"--guidance {guidance} needs a guide model, and {self.name or self.path} has none; pass "
+                            "--guide-model RUN_DIR (a shorter-trained model of the same data) or --guidance 1")
+        guide = {"guidance": guidance, "guidance_interval": guidance_interval}
+        if solver is not None or "solver" not in recommended:
             return SamplerOptions(solver or DEFAULT_SOLVER, steps, seed, grid or DEFAULT_GRID, denoise,
-                                  solver_options or {}, bf16)
+                                  solver_options or {}, bf16, **guide)
         solver = recommended["solver"]
         options = {**recommended.get("options", {}), **parse_solver_options(solver, solver_options or {})}
         return SamplerOptions(solver, steps if steps is not None else recommended.get("steps"), seed,
-                              grid or recommended.get("grid", DEFAULT_GRID), denoise, options, bf16)
+                              grid or recommended.get("grid", DEFAULT_GRID), denoise, options, bf16, **guide)
 
     def generate(self, n: int = DEFAULT_SAMPLES, *, variables: Sequence[str] | None = None,
                  solver: str | None = None, steps: int | None = None, seed: int = 0,
                  grid: str | None = None, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                 progress: bool = False, solver_options: dict | None = None, bf16: bool = False) -> xr.Dataset:
+                 progress: bool = False, solver_options: dict | None = None, bf16: bool = False,
+                 guidance: float | None = None, guidance_interval=None) -> xr.Dataset:
         """`n` generated fields in physical units, dims (sample, y, x), with provenance attrs.
         `solver`, `steps`, `grid`, `solver_options`: as `sampler_options` resolves them (default: the
         model's recommended sampler, else ode-heun with the solver's default steps on the Karras grid);
         `solver_options` are the solver's settings from its table entry, e.g. {"s_churn": 40} for 'edm'.
         `bf16`: the network under bfloat16 autocast (faster on CUDA and on CPUs with bf16
         instructions; the samples differ from float32's by the network's rounding).
+        `guidance`, `guidance_interval`: autoguidance weight w and noise-level interval (sigma_lo,
+        sigma_hi) with the model's guide (`load_model(guide=...)`); default: the model's recommended
+        ones (1 = no guidance).
 
         Sample i depends only on (seed, i), not on `batch_size`."""
         variables = self.select(variables)
-        options = self.sampler_options(solver, steps, seed, grid, denoise, solver_options, bf16)
+        options = self.sampler_options(solver, steps, seed, grid, denoise, solver_options, bf16, guidance,
+                                       guidance_interval)
         _check_counts(n, batch_size)
         ds = self.template(variables, n)
         ds.attrs.update(self.provenance(options, variables, f"sciscore.generate.GenerativeModel.generate(n={n}, "
@@ -188,12 +218,20 @@ class SamplerOptions:
     denoise: bool = True
     solver_options: dict = field(default_factory=dict)  # e.g. {"s_churn": 40.0} for 'edm'
     bf16: bool = False              # the network under bfloat16 autocast
+    guidance: float = 1.0           # autoguidance weight w (1: none); sde/guidance.py
+    guidance_interval: tuple | None = None  # (sigma_lo, sigma_hi) where w applies; None: every noise level
 
     def __post_init__(self):
+        from sciscore.sde.guidance import check_guidance_interval
+
         object.__setattr__(self, "solver_options", parse_solver_options(self.solver, self.solver_options or {}))
         if self.steps is None:
             object.__setattr__(self, "steps", default_steps(self.solver, self.grid))
         check_types(self, "sampler")
+        if not self.guidance >= 0:
+            raise UserError(f"--guidance must be a weight >= 0 (1: no guidance), got {self.guidance}")
+        object.__setattr__(self, "guidance", float(self.guidance))
+        object.__setattr__(self, "guidance_interval", check_guidance_interval(self.guidance_interval))
         if self.steps < 1:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
         if not 0 <= self.seed < 2**63:
@@ -235,7 +273,8 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
                   solver: str | None = None, steps: int | None = None, seed: int = 0,
                   grid: str | None = None, denoise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                   overwrite: bool = False, resume: bool = False, progress: bool = False,
-                  shard: Shard | None = None, solver_options: dict | None = None, bf16: bool = False) -> Path:
+                  shard: Shard | None = None, solver_options: dict | None = None, bf16: bool = False,
+                  guidance: float | None = None, guidance_interval=None) -> Path:
     """Generate `n` fields into the NetCDF file `path`, batch by batch (memory does not grow
     with n). Interrupted runs leave a valid file marked incomplete; `resume=True` finishes it with
     exactly the samples an uninterrupted run would have written.
@@ -248,10 +287,16 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     writes its region (see `sciscore.generate.sample_store`). The sampler settings resolve as in
     `GenerativeModel.sampler_options` (default: the model's recommended sampler)."""
     variables = model.select(variables)
-    options = model.sampler_options(solver, steps, seed, grid, denoise, solver_options, bf16)
+    options = model.sampler_options(solver, steps, seed, grid, denoise, solver_options, bf16, guidance,
+                                    guidance_interval)
     _check_counts(n, batch_size)
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
+    if options.guidance != 1.0:
+        request["guidance_interval"] = list(options.guidance_interval) if options.guidance_interval else None
+        request["guide_checksum"] = model.guide_checksum
+    else:
+        del request["guidance"], request["guidance_interval"]
     for newer in ("solver_options", "bf16"):  # files written before these existed resume and merge alike
         if not request[newer]:
             del request[newer]
@@ -288,9 +333,11 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     return sample_file.path
 
 
-def load_model(path=None, *, ema: bool = True, device: str = "auto") -> GenerativeModel:
+def load_model(path=None, *, ema: bool = True, device: str = "auto", guide=None) -> GenerativeModel:
     """Load a model from a `sciscore train` run directory (or the shipped default when `path` is
-    None). `ema` picks the exponential-moving-average weights (recommended)."""
+    None). `ema` picks the exponential-moving-average weights (recommended). `guide`: the run
+    directory of a weaker model of the same data for autoguidance (its EMA weights); default: the
+    guide the model's recommended sampler names (`sampler.guide`, relative to its directory), if any."""
     from sciscore.checkpoint import EMA, MODEL, load_checkpoint
 
     if path is None:
@@ -313,8 +360,49 @@ def load_model(path=None, *, ema: bool = True, device: str = "auto") -> Generati
             values = list(range(int(size)))
         coords[name] = (values, getattr(grid, f"{axis}_attrs"))
     weights_file = path / (EMA if ema else MODEL)
+    if guide is None and record.sampler and record.sampler.get("guide"):
+        guide = path / record.sampler["guide"]
+    guide_network = guide_checksum = None
+    if guide is not None:
+        guide_network, guide_checksum = _load_guide(Path(guide), record, torch_device)
     return GenerativeModel(
         network=network, process=network.process, normalizer=record.normalizer,
         variables=tuple(record.variables), dims=tuple(grid.dims), coords=coords,
         variable_attrs=record.variable_attrs, path=path, checksum=_checksum(weights_file),
-        weights="ema" if ema else "raw", device=torch_device, name=model_name, sampler=record.sampler)
+        weights="ema" if ema else "raw", device=torch_device, name=model_name, sampler=record.sampler,
+        guide=guide_network, guide_checksum=guide_checksum)
+
+
+def _same(a, b) -> bool:
+    """Equal JSON-like values, numbers to a relative 1e-9 (statistics of the same data computed on
+    another machine may differ in their last bits)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and bool(np.isclose(a, b, rtol=1e-9, atol=0))
+    return a == b
+
+
+def _load_guide(path: Path, record, device) -> tuple[torch.nn.Module, str]:
+    """The guide's EMA network and checksum, checked to model the same data as the model `record`:
+    the same variables, normalization, process and grid (its samples and the model's must be the
+    same random variable in the same units for w (D_model - D_guide) to mean anything)."""
+    from sciscore.checkpoint import EMA, load_checkpoint
+
+    if not (path / "config.json").is_file():
+        raise UserError(f"guide model {path} is not a run directory (no config.json); pass a run directory "
+                        "written by 'sciscore train'")
+    network, guide = load_checkpoint(path, ema=True, device=device)
+    checks = (("variables", list(guide.variables), list(record.variables)),
+              ("normalization", guide.normalizer.to_dict(), record.normalizer.to_dict()),
+              ("process", guide.process.to_dict(), record.process.to_dict()),
+              ("grid", list(guide.grid.shape), list(record.grid.shape)),
+              ("context variables", list(guide.context_variables), list(record.context_variables)))
+    for what, theirs, ours in checks:
+        if not _same(theirs, ours):
+            raise UserError(f"guide model {path} does not match the model: its {what} differs ({theirs} vs {ours}); "
+                            "a guide must be trained on the same data with the same process (e.g. a shorter run "
+                            "of the same recipe)")
+    return network, _checksum(path / EMA)

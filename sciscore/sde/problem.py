@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from sciscore.errors import UserError
 from sciscore.sde.brownian import SampleStreams
-from sciscore.sde.guidance import ScoreModel
+from sciscore.sde.guidance import ScoreModel, check_guidance_interval
 from sciscore.sde.processes import ForwardProcess
 from sciscore.sde.solvers import GRIDS, SOLVERS, TORCHSDE_SOLVERS, get_solver
 from sciscore.sde.time_grids import TimeMap, time_grid
@@ -29,7 +29,12 @@ class SamplingProblem:
     tspan : (t_start, t_end), default (process.t_max, process.t_min)
     context : None, (K, H, W) shared by all samples, or (n, K, H, W) one per sample
     parametrization : 'score', 'sigma_score', 'eps', 'x0' or 'v' (default as above)
-    guidance_scale, guidance_rescale : classifier-free guidance w and Lin et al.'s phi
+    guidance_scale, guidance_rescale : guidance weight w (1: none) and Lin et al.'s phi; w != 1 guides
+        with the unconditional prediction (classifier-free guidance, needs a context) or the guide
+    guide : None, or the weaker model of autoguidance (Karras et al. 2024): same process, data,
+        normalization and parametrization as score_or_model, called like it
+    guidance_interval : None (every noise level), or (sigma_lo, sigma_hi): guide only where
+        sigma_lo < sigma(t) <= sigma_hi (Kynkäänniemi et al. 2024)
     start : None (samples start from the prior), or clean fields x0, (C, H, W) shared by all samples
         or (n, C, H, W) one per sample: sample i starts at x = s(t_start) (x0_i + sigma(t_start) z_i)
         with z_i the first draw of its own stream (SDEdit, Meng et al. 2022, sec. 3.2), so with
@@ -45,6 +50,8 @@ class SamplingProblem:
     guidance_scale: float = 1.0
     guidance_rescale: float = 0.0
     start: torch.Tensor | None = None
+    guide: Callable | None = None
+    guidance_interval: tuple | None = None
 
     def __post_init__(self):
         self.shape = tuple(int(v) for v in self.shape)
@@ -60,6 +67,9 @@ class SamplingProblem:
         if not t_start > t_end > 0:
             raise UserError(f"tspan must be (t_start, t_end) with t_start > t_end > 0, got {self.tspan}")
         self.tspan = (t_start, t_end)
+        if self.guide is not None and not callable(self.guide):
+            raise UserError("guide must be callable like the model, guide(x, t)")
+        self.guidance_interval = check_guidance_interval(self.guidance_interval)
         if self.context is not None:
             self.context = torch.as_tensor(self.context)
             if self.context.ndim not in (3, 4) or self.context.shape[-2:] != self.shape[-2:]:
@@ -80,7 +90,8 @@ class SamplingProblem:
 class Solution:
     """Samples and how they were made. x (n, C, H, W); trajectory (n, len(times), C, H, W) at the
     grid times ``times`` nearest the requested save_at, or None; nfe: score evaluations per sample
-    path (network calls: nfe * calls_per_evaluation, 2 with guidance)."""
+    path (network calls: nfe * calls_per_evaluation, 2 with guidance, fewer where the guidance
+    interval leaves some steps unguided: info["weak_calls"] counts the guided ones)."""
 
     x: torch.Tensor
     trajectory: torch.Tensor | None
@@ -204,7 +215,7 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
         if context is not None:
             context = _batch_rows(context, indices, device, dtype)
         model = ScoreModel(problem.score_or_model, process, problem.parametrization, context,
-                           problem.guidance_scale, problem.guidance_rescale)
+                           problem.guidance_scale, problem.guidance_rescale, problem.guide, problem.guidance_interval)
         with torch.no_grad():
             if solver in TORCHSDE_SOLVERS:
                 x, saved, sde = sample(model, process, x, time_map, streams, steps, solver, save_u)
@@ -214,6 +225,8 @@ def solve(problem: SamplingProblem, solver: str = "srk", steps: int | None = Non
             if denoise:
                 x = model.x0(x, torch.full((x.shape[0],), t_end, dtype=x.dtype, device=device))
         nfe = model.calls
+        if model.guided:
+            info["weak_calls"] = model.weak_calls
         samples.append(x.cpu())
         if save_index:
             trajectories.append(torch.stack(saved, 1).cpu())
