@@ -32,6 +32,7 @@ from sciscore.diagnostics.report import write_report
 from sciscore.fields import open_fields
 from sciscore.generate import generate_file, load_model
 from sciscore.sde.solvers import parse_solver_options
+from sciscore.validation import noise_interval
 
 
 def main() -> None:
@@ -47,6 +48,11 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="the network under bfloat16 autocast")
     parser.add_argument("--solver-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a solver setting, e.g. s_churn=10 with --solver edm (repeatable)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="autoguidance weight (default: the model's recommended, else 1 = none)")
+    parser.add_argument("--guidance-interval", type=noise_interval, default=None, metavar="LO,HI",
+                        help="noise levels LO < sigma <= HI where the guidance applies")
+    parser.add_argument("--guide-model", default=None, help="the guide's run directory (default: the model's own)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 beside other jobs)")
     args = parser.parse_args()
@@ -55,12 +61,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     solver_options = parse_solver_options(args.solver, args.solver_option)
-    model = load_model(args.model, ema=not args.raw, device="cpu")
+    model = load_model(args.model, ema=not args.raw, device="cpu", guide=args.guide_model)
     samples_path = out / "samples.nc"
     start = time.perf_counter()
     generate_file(model, samples_path, args.n, solver=args.solver, steps=args.steps, seed=args.seed,
                   batch_size=args.batch_size, overwrite=True, progress=True,
-                  solver_options=solver_options, bf16=args.bf16)
+                  solver_options=solver_options, bf16=args.bf16, guidance=args.guidance,
+                  guidance_interval=args.guidance_interval)
     seconds = time.perf_counter() - start
     variables = list(model.variables)
     reference = open_fields(args.reference, variables).load()
@@ -69,6 +76,7 @@ def main() -> None:
     write_report(comparison, reference, samples, out / "report", overwrite=True)
     results = {"model": str(model.path), "checksum": model.checksum, "weights": model.weights, "solver": args.solver,
                "solver_options": solver_options, "steps": args.steps, "bf16": args.bf16,
+               **{k: v for k, v in xr.open_dataset(samples_path).attrs.items() if "guid" in k},
                "n": args.n, "seed": args.seed, "generation_seconds": seconds,
                "nfe_per_sample": int(xr.open_dataset(samples_path).attrs.get("sciscore_nfe_per_sample", -1)),
                "reference": str(args.reference), "n_reference": int(reference.sizes["sample"]),
