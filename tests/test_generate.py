@@ -436,3 +436,29 @@ def test_bad_guidance_is_a_one_line_error(run_dir, tmp_path, capfd):
     assert "expected 0 <= LO < HI" in refuse("generate", [*base, "--guidance-interval", "3,1"], capfd)
     assert "--guidance: expected a finite number" in refuse("generate", [*base, "--guidance", "-1"], capfd)
     assert not (tmp_path / "bad.nc").exists()
+
+
+def test_a_guide_trained_in_the_models_normalization(run_dir, tmp_path, capfd):
+    """data.normalizer_from: a model trained on other fields of the same distribution takes the
+    model's normalization instead of fitting its own, so it is a valid guide; other variables are refused."""
+    from cli_helpers import refuse
+
+    from sciscore.checkpoint import read_checkpoint
+
+    other_fields = make_fields(n=16, ny=8, nx=8, seed=5)
+    guide = tmp_path / "guide"
+    process = read_checkpoint(run_dir).process.to_dict()  # VE's sigma_max is fitted to the data unless given
+    train({**TINY, "data": {**TINY["data"], "normalizer_from": str(run_dir)}, "process": process}, guide,
+          dataset=other_fields)
+    assert read_checkpoint(guide).normalizer == read_checkpoint(run_dir).normalizer
+    fitted = tmp_path / "fitted"
+    train(TINY, fitted, dataset=other_fields)
+    assert read_checkpoint(fitted).normalizer != read_checkpoint(run_dir).normalizer
+    ds = load_model(run_dir, device="cpu", guide=guide).generate(2, guidance=1.5, batch_size=2, **FAST)
+    assert np.isfinite(ds["temperature"].values).all()
+    with pytest.raises(UserError, match="its normalization differs"):
+        load_model(run_dir, device="cpu", guide=fitted)
+    with pytest.raises(UserError, match=r"data.normalizer_from: .* normalizes the variables \['temperature', "
+                                        r"'vorticity'\], this run trains on \['vorticity'\]"):
+        train({**TINY, "data": {**TINY["data"], "variables": ["vorticity"], "normalizer_from": str(run_dir)}},
+              tmp_path / "wrong", dataset=other_fields)

@@ -46,6 +46,7 @@ OPTION_KEYS = [
     ("data", "data", "paths"), ("variable", "data", "variables"), ("context_variable", "data", "context_variables"),
     ("sample_dim", "data", "sample_dim"), ("spatial_dims", "data", "spatial_dims"),
     ("validation_fraction", "data", "validation_fraction"), ("normalization", "data", "normalization"),
+    ("normalizer_from", "data", "normalizer_from"),
     ("channels", "network", "channels"), ("num_residual", "network", "num_residual"),
     ("level_blocks", "network", "level_blocks"), ("attention_blocks", "network", "attention_blocks"),
     ("attention_levels", "network", "attention_levels"),
@@ -86,6 +87,9 @@ def register(subparsers):
     io.add_argument("--spatial-dims", nargs=2, metavar=("Y", "X"), help="names of the spatial dims [data] spatial_dims")
     io.add_argument("--validation-fraction", type=number(0, 1, high_open=True), metavar="F", help="held-out fraction (default 0.1) [data] validation_fraction")
     io.add_argument("--normalization", choices=("standard", "minmax", "mean-spatial"), help="[data] normalization (default standard)")
+    io.add_argument("--normalizer-from", metavar="RUN_DIR",
+                    help="use this model's normalization instead of fitting one (e.g. for its autoguidance guide) "
+                         "[data] normalizer_from")
     io.add_argument("--augment", type=_augment, metavar="LIST",
                     help="comma list of shifts,flips,x-flips,y-flips,rotations (or none); flips reflect both "
                          "axes, x-flips only x -> -x; reflections change the sign of vorticity "

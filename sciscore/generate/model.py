@@ -403,6 +403,6 @@ def _load_guide(path: Path, record, device) -> tuple[torch.nn.Module, str]:
     for what, theirs, ours in checks:
         if not _same(theirs, ours):
             raise UserError(f"guide model {path} does not match the model: its {what} differs ({theirs} vs {ours}); "
-                            "a guide must be trained on the same data with the same process (e.g. a shorter run "
-                            "of the same recipe)")
+                            "train the guide with the model's variables and process and with --normalizer-from "
+                            "MODEL_DIR (or on the model's own training data)")
     return network, _checksum(path / EMA)

@@ -39,6 +39,7 @@ class DataConfig:
     positive_stretch: dict = field(default_factory=dict)  # {variable: A}: x + (A - 1) max(x, 0) before normalizing
     spectral_whitening: float = 0.0                   # alpha in [0, 1]: partial whitening of the fluctuation spectrum
     pseudoscalars: list | None = None                 # change sign under flips; default: parity attribute / names
+    normalizer_from: str | None = None                # a run directory whose normalization to use instead of fitting one
 
     def __post_init__(self):
         check_types(self, "data")

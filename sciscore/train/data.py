@@ -41,6 +41,21 @@ def _load(ds, variables, normalizer, indices) -> torch.Tensor:
     return torch.stack([dataset[i] for i in range(len(dataset))])
 
 
+def _normalizers_of(run_dir, variables, context_variables) -> tuple[Normalizer, Normalizer | None]:
+    """The normalizers of an existing model (`data.normalizer_from`), so that a new model works in
+    its units: a guide for autoguidance, or a model to compare weight for weight. Its variables
+    must be the ones trained here, in the same order."""
+    from sciscore.checkpoint import read_checkpoint
+
+    record = read_checkpoint(run_dir)
+    for what, theirs, ours in (("variables", record.variables, variables),
+                               ("context variables", record.context_variables, context_variables)):
+        if list(theirs) != list(ours):
+            raise UserError(f"data.normalizer_from: {run_dir} normalizes the {what} {list(theirs)}, this run trains "
+                            f"on {list(ours)}; train the same variables in the same order or drop normalizer_from")
+    return record.normalizer, record.context_normalizer
+
+
 def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = None) -> TrainingData:
     """Open the files of `data_config` (or use `dataset`), split, fit the normalizers on the
     training split and load both splits into memory."""
@@ -63,10 +78,13 @@ def load_training_data(data_config, seed: int = 0, dataset: xr.Dataset | None = 
         raise UserError(f"the training data need {size / 2**30:.1f} GiB in memory (limit 8 GiB); "
                         "train on fewer samples or a coarser grid")
     train_idx, val_idx = train_validation_split(n, c.validation_fraction, seed)
-    normalizer = fit_normalizer(dataset, c.variables, c.normalization, indices=train_idx,
-                                positive_stretch=c.positive_stretch, spectral_whitening=c.spectral_whitening)
-    context_normalizer = (fit_normalizer(dataset, c.context_variables, c.normalization, indices=train_idx)
-                          if c.context_variables else None)
+    if c.normalizer_from:
+        normalizer, context_normalizer = _normalizers_of(c.normalizer_from, c.variables, c.context_variables)
+    else:
+        normalizer = fit_normalizer(dataset, c.variables, c.normalization, indices=train_idx,
+                                    positive_stretch=c.positive_stretch, spectral_whitening=c.spectral_whitening)
+        context_normalizer = (fit_normalizer(dataset, c.context_variables, c.normalization, indices=train_idx)
+                              if c.context_variables else None)
     train = _load(dataset, c.variables, normalizer, train_idx)
     validation = _load(dataset, c.variables, normalizer, val_idx)
     context_train = context_validation = None

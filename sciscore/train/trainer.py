@@ -135,6 +135,8 @@ def _checkpoint_record(config: TrainConfig, network: ScoreNetwork, process, data
     training = {k: v for k, v in config.to_dict().items() if k not in ("network", "process")}  # kept once, below
     # absolute data paths, so that --resume works from any directory
     training["data"]["paths"] = [os.path.abspath(os.path.expanduser(p)) for p in training["data"]["paths"]]
+    if training["data"].get("normalizer_from"):
+        training["data"]["normalizer_from"] = os.path.abspath(os.path.expanduser(training["data"]["normalizer_from"]))
     return ckpt.Checkpoint(
         network=network.config, process=process, normalizer=data.normalizer, variables=list(data.variables),
         grid=ckpt.grid_of(ds), step=step, optimizer_steps=optimizer_steps,
