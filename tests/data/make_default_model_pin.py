@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 PIN = Path(__file__).with_name("default_model_pin.json")
-# (solver, steps): the default sampler, and one SDE solver so that the noise path is pinned too
-CASES = (("ode-heun", 4), ("euler", 4))
+# (solver, steps, guidance): the network alone under the default solver and one SDE solver (so that the noise
+# path is pinned too), and the default sampler with the model's recommended autoguidance (None)
+CASES = (("ode-heun", 4, 1.0), ("euler", 4, 1.0), ("ode-heun", 4, None))
 SAMPLES, SEED = 2, 0
 PIXELS = ((0, 0), (5, 17), (31, 40), (63, 63))     # (y, x) indices of the pinned values
 
@@ -29,9 +30,9 @@ def pinned_values() -> dict:
 
     model = load_model(device="cpu")
     out = {}
-    for solver, steps in CASES:
-        ds = model.generate(SAMPLES, solver=solver, steps=steps, seed=SEED, batch_size=SAMPLES)
-        out[f"{solver}-{steps}"] = {
+    for solver, steps, guidance in CASES:
+        ds = model.generate(SAMPLES, solver=solver, steps=steps, seed=SEED, batch_size=SAMPLES, guidance=guidance)
+        out[f"{solver}-{steps}" + ("-guided" if guidance is None else "")] = {
             v: {"mean": ds[v].mean(("y", "x")).values.astype(float).tolist(),
                 "std": ds[v].std(("y", "x")).values.astype(float).tolist(),
                 "pixels": [[float(ds[v].values[i, y, x]) for y, x in PIXELS] for i in range(SAMPLES)]}
