@@ -37,7 +37,7 @@ def ratios(reference_path: str, samples_path: str, drop: list[int]) -> dict:
     for v in VARIABLES:
         ref = power_spectrum(reference[v]).mean("sample").values
         gen = power_spectrum(samples[v]).mean("sample").values
-        out[v] = (gen / ref)[1:kmax + 1]
+        out[v] = gen[1:kmax + 1] / ref[1:kmax + 1]   # k = 0 (the spatial mean) is not a fluctuation
     return out
 
 
@@ -67,8 +67,8 @@ def main() -> None:
         ax.axhline(1, color="0.5", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("wavenumber k")
-        ax.set_title(f"{v}: generated / reference power (grey: check (c)'s bar)")
-    axes[0].set_ylabel("E_gen(k) / E_ref(k)")
+        ax.set_title(v)
+    axes[0].set_ylabel("E_gen(k) / E_ref(k)  (grey: check (c)'s bar)")
     axes[1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(args.out, dpi=110)
