@@ -415,6 +415,10 @@ def test_recommended_autoguidance_is_the_default(run_dir, guide_dir, tmp_path):
     assert main(["generate", "--model", str(model_dir), "-n", "3", "--seed", "1", "--batch-size", "3",
                  "-o", str(path), "--quiet", "--device", "cpu"]) == 0
     np.testing.assert_array_equal(xr.open_dataset(path)["temperature"].values, explicit["temperature"].values)
+    stronger = load_model(model_dir, device="cpu").sampler_options(guidance=2.0)
+    assert (stronger.guidance, stronger.guidance_interval) == (2.0, (0.0, 3.0))  # the recommended interval kept
+    everywhere = load_model(model_dir, device="cpu").sampler_options(guidance_interval=(0.0, float("inf")))
+    assert (everywhere.guidance, everywhere.guidance_interval) == (1.5, (0.0, float("inf")))
     off = tmp_path / "off.nc"
     assert main(["generate", "--model", str(model_dir), "-n", "3", "--seed", "1", "--batch-size", "3", "--guidance", "1",
                  "-o", str(off), "--quiet", "--device", "cpu"]) == 0

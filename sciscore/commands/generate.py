@@ -50,8 +50,8 @@ def register(subparsers):
                              "weaker model of the same data as guide; 1: none (default: the model's recommended "
                              "weight, else 1)")
     parser.add_argument("--guidance-interval", type=noise_interval, default=None, metavar="LO,HI",
-                        help="guide only at noise levels LO < sigma <= HI (Kynkäänniemi et al. 2024; default: the "
-                             "model's recommended interval, else every noise level)")
+                        help="guide only at noise levels LO < sigma <= HI (Kynkäänniemi et al. 2024; 0,inf: every "
+                             "noise level; default: the model's recommended interval, else every noise level)")
     parser.add_argument("--guide-model", metavar="RUN_DIR", default=None,
                         help="the guide of --guidance: a run directory of a shorter-trained or smaller model of the "
                              "same data (default: the guide shipped with the model, if any)")

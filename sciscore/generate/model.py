@@ -155,13 +155,14 @@ class GenerativeModel:
         """The settings to sample with. Where `solver` is None: the model's recommended sampler
         (`sampler` in its config.json), each of its settings overridden by those given (`steps`,
         `grid`, `solver_options`), or without one `DEFAULT_SOLVER` on `DEFAULT_GRID`. An explicit
-        `solver` takes nothing from the recommendation but its guidance. `guidance` None: the
-        recommended autoguidance weight and interval (1, none, without a recommendation); given,
-        with `guidance_interval` (default: every noise level)."""
+        `solver` takes nothing from the recommendation but its guidance. `guidance`,
+        `guidance_interval` None: the recommended autoguidance weight and noise-level interval (1
+        and every noise level without a recommendation); (0, inf) guides at every noise level."""
         recommended = self.sampler or {}
         if guidance is None:
             guidance = recommended.get("guidance", 1.0)
-            guidance_interval = recommended.get("guidance_interval") if guidance_interval is None else guidance_interval
+        if guidance_interval is None:
+            guidance_interval = recommended.get("guidance_interval")
         guidance_interval = tuple(guidance_interval) if guidance_interval is not None else None
         if guidance != 1 and self.guide is None:
             raise UserError(f"--guidance {guidance} needs a guide model, and {self.name or self.path} has none; pass "
