@@ -44,6 +44,7 @@ from sciscore.errors import UserError
 from sciscore.fields.normalize import Normalizer
 from sciscore.nn.network import NetworkConfig, ScoreNetwork
 from sciscore.sde.processes import ForwardProcess, process_from_dict
+from sciscore.validation import check_guidance_interval
 
 CONFIG, MODEL, EMA, STATE = "config.json", "model.safetensors", "ema.safetensors", "training_state.pt"
 FORMAT = "sciscore-checkpoint"
@@ -158,9 +159,13 @@ def _sampler(raw: dict) -> dict:
     if "guidance" in raw and not (_is_number(raw["guidance"]) and raw["guidance"] >= 0):
         raise ValueError("sampler.guidance must be a number >= 0")
     interval = raw.get("guidance_interval")
-    if interval is not None and not (isinstance(interval, list) and len(interval) == 2
-                                     and all(map(_is_number, interval)) and 0 <= interval[0] < interval[1]):
-        raise ValueError("sampler.guidance_interval must be [sigma_lo, sigma_hi] with 0 <= sigma_lo < sigma_hi")
+    if interval is not None:
+        try:
+            ok = isinstance(interval, list) and all(map(_is_number, interval)) and check_guidance_interval(interval)
+        except UserError:
+            ok = False
+        if not ok:
+            raise ValueError("sampler.guidance_interval must be [sigma_lo, sigma_hi] with 0 <= sigma_lo < sigma_hi")
     guide = raw.get("guide")
     if guide is not None and not (isinstance(guide, str) and guide and not Path(guide).is_absolute()
                                   and ".." not in Path(guide).parts):

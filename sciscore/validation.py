@@ -117,16 +117,30 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     return parse
 
 
-def noise_interval(text: str) -> tuple[float, float]:
-    """An argparse type: 'LO,HI', two noise levels with 0 <= LO < HI (HI may be 'inf')."""
-    parts = text.split(",")
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """A guidance interval of noise levels: (sigma_lo, sigma_hi) with 0 <= sigma_lo < sigma_hi
+    (sigma_hi may be inf), or None (every noise level)."""
+    if interval is None:
+        return None
     try:
-        low, high = (float(p) for p in parts)
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise UserError(f"guidance interval must be two noise levels (sigma_lo, sigma_hi), got {interval!r}") from None
+    if not 0.0 <= low < high:
+        raise UserError(f"guidance interval must satisfy 0 <= sigma_lo < sigma_hi, got ({low}, {high})")
+    return (low, high)
+
+
+def noise_interval(text: str) -> tuple[float, float]:
+    """An argparse type: 'LO,HI', a guidance interval (`check_guidance_interval`; HI may be 'inf')."""
+    try:
+        low, high = (float(p) for p in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected two noise levels LO,HI (e.g. 0,3), got {text!r}") from None
-    if not (math.isfinite(low) and 0 <= low < high and not math.isnan(high)):
-        raise argparse.ArgumentTypeError(f"expected 0 <= LO < HI, got {text!r}")
-    return (low, high)
+    try:
+        return check_guidance_interval((low, high))
+    except UserError:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO < HI, got {text!r}") from None
 
 
 POSITIVE = integer(1)

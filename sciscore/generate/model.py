@@ -33,7 +33,7 @@ from sciscore.generate.sample_store import append_store_samples, is_store, open_
 from sciscore.generate.shards import SHARD, TOTAL
 from sciscore.provenance import history_line, invocation, software_attrs
 from sciscore.sde.solvers import default_steps, parse_solver_options
-from sciscore.validation import check_types
+from sciscore.validation import check_guidance_interval, check_types
 
 NFE = "sciscore_nfe_per_sample"
 
@@ -223,8 +223,6 @@ class SamplerOptions:
     guidance_interval: tuple | None = None  # (sigma_lo, sigma_hi) where w applies; None: every noise level
 
     def __post_init__(self):
-        from sciscore.sde.guidance import check_guidance_interval
-
         object.__setattr__(self, "solver_options", parse_solver_options(self.solver, self.solver_options or {}))
         if self.steps is None:
             object.__setattr__(self, "steps", default_steps(self.solver, self.grid))

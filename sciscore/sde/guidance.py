@@ -31,6 +31,7 @@ import torch
 from sciscore.errors import UserError
 from sciscore.sde.parametrizations import _coefficients, check_parametrization, to_score
 from sciscore.sde.processes import ForwardProcess, _as_tensor
+from sciscore.validation import check_guidance_interval
 
 Tensor = torch.Tensor
 
@@ -45,19 +46,6 @@ def guided_prediction(pred_cond: Tensor, pred_uncond: Tensor, guidance_scale: fl
         rescaled = pred * pred_cond.std(dim=dims, keepdim=True) / pred.std(dim=dims, keepdim=True)
         pred = guidance_rescale * rescaled + (1 - guidance_rescale) * pred
     return pred
-
-
-def check_guidance_interval(interval) -> tuple[float, float] | None:
-    """(sigma_lo, sigma_hi) with 0 <= sigma_lo < sigma_hi (sigma_hi may be inf), or None (all noise levels)."""
-    if interval is None:
-        return None
-    try:
-        low, high = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise UserError(f"guidance interval must be two noise levels (sigma_lo, sigma_hi), got {interval!r}") from None
-    if not 0.0 <= low < high:
-        raise UserError(f"guidance interval must satisfy 0 <= sigma_lo < sigma_hi, got ({low}, {high})")
-    return (low, high)
 
 
 class ScoreModel:

@@ -11,10 +11,11 @@ from tqdm.auto import tqdm
 
 from sciscore.errors import UserError
 from sciscore.sde.brownian import SampleStreams
-from sciscore.sde.guidance import ScoreModel, check_guidance_interval
+from sciscore.sde.guidance import ScoreModel
 from sciscore.sde.processes import ForwardProcess
 from sciscore.sde.solvers import GRIDS, SOLVERS, TORCHSDE_SOLVERS, get_solver
 from sciscore.sde.time_grids import TimeMap, time_grid
+from sciscore.validation import check_guidance_interval
 
 
 @dataclass
