@@ -92,11 +92,10 @@ class GenerativeModel:
         (stop - start, C, H, W) float32, and the score evaluations per sample."""
         from sciscore.sde import SamplingProblem, solve
 
-        guided = options.guidance != 1.0
-        score, guide = self.network.score, self.guide.score if guided else None
+        score, guide = self.network.score, self.guide.score if options.guided else None
         if options.bf16:
             score = _bfloat16_score(score, self.device.type)
-            guide = _bfloat16_score(guide, self.device.type) if guided else None
+            guide = _bfloat16_score(guide, self.device.type) if options.guided else None
         problem = SamplingProblem(score, self.process, self.shape, guidance_scale=options.guidance, guide=guide,
                                   guidance_interval=options.guidance_interval)
         with torch.no_grad():
@@ -134,7 +133,7 @@ class GenerativeModel:
             "sciscore_solver_options": json.dumps(options.solver_options, sort_keys=True),
             "sciscore_denoise": int(options.denoise),
             "sciscore_bf16": int(options.bf16),
-            **(self._guidance_attrs(options) if options.guidance != 1.0 else {}),
+            **(self._guidance_attrs(options) if options.guided else {}),
             "sciscore_seed": int(options.seed),
             "sciscore_variables": " ".join(variables),
             "sciscore_command": invocation(call),
@@ -231,6 +230,11 @@ class SamplerOptions:
             raise UserError(f"--guidance must be a weight >= 0 (1: no guidance), got {self.guidance}")
         object.__setattr__(self, "guidance", float(self.guidance))
         object.__setattr__(self, "guidance_interval", check_guidance_interval(self.guidance_interval))
+
+    @property
+    def guided(self) -> bool:
+        """Whether the samples are autoguided (w != 1: the guide is called)."""
+        return self.guidance != 1.0
         if self.steps < 1:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
         if not 0 <= self.seed < 2**63:
@@ -291,7 +295,7 @@ def generate_file(model: GenerativeModel, path, n: int = DEFAULT_SAMPLES, *, var
     _check_counts(n, batch_size)
     request = {"model_checksum": model.checksum, "weights": model.weights, **asdict(options),
                "n": int(n), "variables": variables}
-    if options.guidance != 1.0:
+    if options.guided:
         request["guidance_interval"] = list(options.guidance_interval) if options.guidance_interval else None
         request["guide_checksum"] = model.guide_checksum
     else:
